@@ -12,6 +12,7 @@ _NORM_EPSILON = 1e-12
 
 def _normalize_tuple(value, name):
     """Turns an int or a pair of ints into a pair of positive ints."""
+    received = value
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = (int(value), int(value))
     try:
@@ -28,7 +29,7 @@ def _normalize_tuple(value, name):
     ):
         raise ValueError(
             f"`{name}` must be a positive integer or a tuple of 2 positive "
-            f"integers. Received: {name}={value!r}"
+            f"integers. Received: {name}={received!r}"
         )
     return tuple(int(v) for v in value)
 
@@ -39,7 +40,11 @@ def _validate_range(value, name):
         low, high = (float(v) for v in value)
         ok = (
             len(tuple(value)) == 2
-            and not any(isinstance(v, bool) for v in value)
+            and all(
+                isinstance(v, (int, float, np.number))
+                and not isinstance(v, bool)
+                for v in value
+            )
             and math.isfinite(low)
             and math.isfinite(high)
             and low < high

@@ -1,0 +1,59 @@
+# Two entry points, each one command on a fresh machine:
+#   make demo   set up, then run the main job (examples/quickstart.py)
+#   make test   set up, then run the test suite once per Keras backend
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist
+DEMO_ARGS ?=
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: setup data demo test test-tensorflow test-jax test-torch bench clean
+
+setup: $(STAMP) data
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch==2.13.0 is pinned in the extra: it is the CPU wheel; any other
+	# torch spec pulls several GB of CUDA packages.
+	$(PY) -m pip install --quiet -e ".[tensorflow,jax,torch,tflite,test]"
+	touch $(STAMP)
+
+# Fashion-MNIST from Debian's package where apt is usable; otherwise the
+# loader falls back to the Keras dataset cache or a download.
+data:
+	@if [ ! -f $(FMNIST)/t10k-labels-idx1-ubyte.gz ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	     (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) \
+	     || echo "apt-get could not install dataset-fashion-mnist"; \
+	  else \
+	    echo "Fashion-MNIST not in $(FMNIST); install Debian's dataset-fashion-mnist"; \
+	  fi; \
+	fi
+
+demo: setup
+	KERAS_BACKEND=tensorflow $(PY) examples/quickstart.py $(DEMO_ARGS)
+
+# One pytest process per backend: the Keras backend is fixed per process.
+# Conversion needs TensorFlow whatever the caller's backend, so the
+# converter tests run once, in the TensorFlow process.
+test: setup test-tensorflow test-jax test-torch
+
+test-tensorflow: setup
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q tests
+
+test-jax: setup
+	KERAS_BACKEND=jax $(PY) -m pytest -q tests --ignore=tests/test_converters.py
+
+test-torch: setup
+	KERAS_BACKEND=torch $(PY) -m pytest -q tests --ignore=tests/test_converters.py
+
+bench: setup
+	$(PY) benchmarks/layer_speed.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,239 @@
+"""Inference time of GroupNL layers against the convolutions they replace.
+
+Times, per backend, `Conv2D`, `GroupNLConv2D` (r = 2 and 4),
+`DepthwiseConv2D` and `SparseGroupNLConv2D` (r = 2) at the shapes of the four
+ResNet stages, measured side by side in one process (rounds interleave the
+layers, the median round is reported), and prints each one's time and its
+ratio to the layer it replaces: dense GroupNL against `Conv2D`, sparse
+GroupNL against `DepthwiseConv2D`.
+
+The Keras backend is fixed per process, so the script runs one worker
+process per backend and prints all tables at the end:
+
+    python benchmarks/layer_speed.py                  # TF, TF+XLA, JAX, torch
+    python benchmarks/layer_speed.py --backends tensorflow --shapes 56
+
+Compiled functions per backend: TensorFlow `tf.function` (graph mode) with
+and without XLA (`jit_compile`), JAX `jax.jit` (always XLA), torch eager under
+`torch.no_grad()`.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+SHAPES = {56: (56, 56, 64), 28: (28, 28, 128), 14: (14, 14, 256), 7: (7, 7, 512)}
+LAYERS = ("conv2d", "groupnl_r2", "groupnl_r4", "depthwise", "sparse_groupnl_r2")
+BASELINE = {
+    "conv2d": None,
+    "groupnl_r2": "conv2d",
+    "groupnl_r4": "conv2d",
+    "depthwise": None,
+    "sparse_groupnl_r2": "depthwise",
+}
+
+
+def make_layer(kind, channels):
+    import keras
+
+    from keras_groupnl.layers import GroupNLConv2D
+    from keras_groupnl.layers import SparseGroupNLConv2D
+
+    if kind == "conv2d":
+        return keras.layers.Conv2D(channels, 3, padding="same", use_bias=False)
+    if kind == "depthwise":
+        return keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)
+    if kind == "sparse_groupnl_r2":
+        return SparseGroupNLConv2D(channels, 3, padding="same", seed=0)
+    ratio = int(kind[-1])
+    return GroupNLConv2D(
+        channels, 3, padding="same", reduction_ratio=ratio, seed=0
+    )
+
+
+def compiled_forward(model, mode):
+    """A function x -> model(x) compiled the way `mode` says."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        fn = tf.function(
+            lambda x: model(x, training=False), jit_compile=(mode == "xla")
+        )
+        return lambda x: fn(x).numpy()
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+
+        @jax.jit
+        def fn(x):
+            y, _ = model.stateless_call(trainable, non_trainable, x)
+            return y
+
+        return lambda x: fn(x).block_until_ready()
+    import torch
+
+    def fn(x):
+        with torch.no_grad():
+            return model(x, training=False)
+
+    return fn
+
+
+def time_call(fn, x, iters):
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn(x)
+    return (time.perf_counter() - start) / iters
+
+
+def worker(mode, shapes, batch, rounds, min_seconds):
+    import keras
+    import numpy as np
+
+    rows = []
+    for key in shapes:
+        h, w, c = SHAPES[key]
+        x_np = np.random.default_rng(0).random((batch, h, w, c), "float32")
+        x = keras.ops.convert_to_tensor(x_np)
+        fns = {}
+        for kind in LAYERS:
+            inputs = keras.Input((h, w, c), batch_size=batch)
+            model = keras.Model(inputs, make_layer(kind, c)(inputs))
+            fns[kind] = compiled_forward(model, mode)
+            for _ in range(3):
+                fns[kind](x)  # compile and warm up
+        # Pick an iteration count per layer that takes about min_seconds.
+        iters = {}
+        for kind, fn in fns.items():
+            once = time_call(fn, x, 2)
+            iters[kind] = max(2, int(min_seconds / max(once, 1e-6)))
+        samples = {kind: [] for kind in LAYERS}
+        for _ in range(rounds):
+            for kind, fn in fns.items():
+                samples[kind].append(time_call(fn, x, iters[kind]))
+        for kind in LAYERS:
+            rows.append(
+                {
+                    "shape": f"{h}x{w}x{c}",
+                    "layer": kind,
+                    "ms": 1000 * float(np.median(samples[kind])),
+                }
+            )
+    return rows
+
+
+def add_ratios(rows):
+    by_key = {(r["shape"], r["layer"]): r["ms"] for r in rows}
+    for r in rows:
+        base = BASELINE[r["layer"]]
+        r["ratio"] = (
+            r["ms"] / by_key[(r["shape"], base)] if base else None
+        )
+        r["vs"] = base or ""
+    return rows
+
+
+def print_table(title, rows):
+    print(f"\n### {title}\n")
+    print("| shape | layer | ms / batch | ratio | vs |")
+    print("|---|---|---:|---:|---|")
+    for r in rows:
+        ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "1.00x"
+        vs = r["vs"] or "(baseline)"
+        print(f"| {r['shape']} | {r['layer']} | {r['ms']:.2f} | {ratio} | {vs} |")
+
+
+RUNS = {
+    "tensorflow": ("tensorflow", "graph"),
+    "tensorflow-xla": ("tensorflow", "xla"),
+    "jax": ("jax", "jit"),
+    "torch": ("torch", "eager"),
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=list(RUNS),
+        choices=list(RUNS),
+        help="which runs to make (default: all)",
+    )
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        type=int,
+        default=list(SHAPES),
+        choices=list(SHAPES),
+        help="spatial sizes of the ResNet stages to time (default: all)",
+    )
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--min-seconds", type=float, default=0.3, help="time per sample"
+    )
+    parser.add_argument("--json", help="also write all rows to this file")
+    parser.add_argument("--worker", choices=list(RUNS), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        rows = worker(
+            RUNS[args.worker][1],
+            args.shapes,
+            args.batch,
+            args.rounds,
+            args.min_seconds,
+        )
+        print("ROWS " + json.dumps(rows))
+        return 0
+
+    results = {}
+    for run in args.backends:
+        backend, _ = RUNS[run]
+        env = dict(os.environ, KERAS_BACKEND=backend)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--worker",
+            run,
+            "--batch",
+            str(args.batch),
+            "--rounds",
+            str(args.rounds),
+            "--min-seconds",
+            str(args.min_seconds),
+            "--shapes",
+            *map(str, args.shapes),
+        ]
+        print(f"timing {run} ...", flush=True)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        lines = [l for l in proc.stdout.splitlines() if l.startswith("ROWS ")]
+        if proc.returncode != 0 or not lines:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"the {run} worker failed (exit {proc.returncode})")
+        results[run] = add_ratios(json.loads(lines[-1][5:]))
+
+    print(f"\nbatch {args.batch}, 3x3 kernels, 'same' padding, float32, "
+          f"median of {args.rounds} interleaved rounds")
+    for run, rows in results.items():
+        print_table(f"{run} ({RUNS[run][1]})", rows)
+    if args.json:
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(results, f, indent=2)
+        os.replace(tmp, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
