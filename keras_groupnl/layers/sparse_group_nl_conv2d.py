@@ -3,6 +3,7 @@
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_groupnl.layers.base_group_nl_conv import BaseGroupNLConv
@@ -22,7 +23,8 @@ class SparseGroupNLConv2D(BaseGroupNLConv):
     The kernel has the layout of `keras.layers.Conv2D(groups=...)`:
     `(rows, cols, in_channels // groups, seed_channels)`. The grouped conv is
     computed as a depthwise conv followed by a sum over the input channels of
-    each group, which is several times faster on CPU than a grouped conv.
+    each group (a matmul with a fixed 0/1 matrix), which is several times
+    faster on CPU than a grouped conv.
 
     Args:
         filters: int, the number of output channels.
@@ -118,21 +120,51 @@ class SparseGroupNLConv2D(BaseGroupNLConv):
         )
         if group_in == 1:
             return outputs
-        # Depthwise output channel (g * group_in + i) * multiplier + o: sum
-        # over i gives seed channel g * multiplier + o.
+        # Depthwise output channel (g * group_in + i) * multiplier + o summed
+        # over i gives seed channel g * multiplier + o. A reshape-and-sum
+        # over that axis measured ~2x the depthwise conv itself on TF's CPU
+        # kernels; a matmul with a fixed 0/1 matrix over blocks of groups
+        # costs a fraction of it on every backend.
+        block_groups = self._sum_block_groups()
+        summation = self._summation_matrix(block_groups)
+        width = summation.shape[0]
+        summation = ops.cast(summation, outputs.dtype)
+        blocks = groups // block_groups
         shape = ops.shape(outputs)
         if self.data_format == "channels_last":
-            outputs = ops.reshape(
-                outputs, (-1, shape[1], shape[2], groups, group_in, multiplier)
-            )
-            outputs = ops.sum(outputs, axis=-2)
+            outputs = ops.reshape(outputs, (-1, width))
+            outputs = ops.matmul(outputs, summation)
             return ops.reshape(
                 outputs, (-1, shape[1], shape[2], self.seed_channels)
             )
         outputs = ops.reshape(
-            outputs, (-1, groups, group_in, multiplier, shape[2], shape[3])
+            outputs, (-1, blocks, width, shape[2], shape[3])
         )
-        outputs = ops.sum(outputs, axis=2)
+        outputs = ops.einsum("nbkhw,kd->nbdhw", outputs, summation)
         return ops.reshape(
             outputs, (-1, self.seed_channels, shape[2], shape[3])
         )
+
+    def _sum_block_groups(self):
+        """How many conv groups one summation matmul covers.
+
+        The largest divisor of the group count whose block stays at most 32
+        depthwise channels wide: wide enough for an efficient matmul, narrow
+        enough that the 0/1 matrix adds few FLOPs.
+        """
+        groups = self.conv_groups
+        width = (self.in_channels // groups) * (self.seed_channels // groups)
+        best = 1
+        for b in range(1, groups + 1):
+            if groups % b == 0 and b * width <= 32:
+                best = b
+        return best
+
+    def _summation_matrix(self, block_groups):
+        """The 0/1 matrix that sums each group's depthwise channels."""
+        groups = self.conv_groups
+        group_in = self.in_channels // groups
+        multiplier = self.seed_channels // groups
+        block = np.ones((group_in, 1), dtype="float32")
+        per_group = np.kron(block, np.eye(multiplier, dtype=block.dtype))
+        return np.kron(np.eye(block_groups, dtype=block.dtype), per_group)
