@@ -310,8 +310,14 @@ class BaseGroupNLConv(keras.layers.Layer):
         if self.use_bias:
             bias = self.bias
             if self.data_format == "channels_first":
+                # Not `ops.add`: on TensorFlow it turns a broadcast add of a
+                # vector-like tensor into `tf.nn.bias_add` on the *last*
+                # axis whenever that axis has the vector's length (here:
+                # width == seed_channels), which adds along the wrong axis.
                 bias = ops.reshape(bias, (-1, 1, 1))
-            seed_maps = ops.add(seed_maps, bias)
+                seed_maps = ops.subtract(seed_maps, ops.negative(bias))
+            else:
+                seed_maps = ops.add(seed_maps, bias)
 
         # L2 normalisation across channels. Half-precision inputs are
         # normalised in float32: the squared norm overflows or underflows
@@ -333,7 +339,6 @@ class BaseGroupNLConv(keras.layers.Layer):
             index = np.pad(index, (0, full - self.generated_channels))
         period = ops.take(ops.reshape(self.nlf_period, (-1,)), index)
         shift = ops.take(ops.reshape(self.nlf_shift, (-1,)), index)
-        offset = ops.negative(ops.multiply(period, shift))
         table = (
             (self.seed_channels, self.num_copies)
             if self.shuffle
@@ -346,9 +351,14 @@ class BaseGroupNLConv(keras.layers.Layer):
             expand_axis = 2 if self.shuffle else 1
             param_shape = table + (1, 1)
         period = ops.cast(ops.reshape(period, param_shape), dtype)
-        offset = ops.cast(ops.reshape(offset, param_shape), dtype)
+        shift = ops.cast(ops.reshape(shift, param_shape), dtype)
         expanded = ops.expand_dims(seeds, expand_axis)
-        generated = ops.sin(ops.add(ops.multiply(expanded, period), offset))
+        # sin(T * (u - phi)). `ops.subtract`, not `ops.add` of -T * phi:
+        # TensorFlow's `ops.add` may apply a (copies, seeds) table with one
+        # copy as a bias on the wrong axis (see the bias add above).
+        generated = ops.sin(
+            ops.multiply(ops.subtract(expanded, shift), period)
+        )
         generated = self._merge_copy_axes(generated)
         if full != self.generated_channels:
             if self.data_format == "channels_last":
