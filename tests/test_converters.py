@@ -1,0 +1,682 @@
+"""Tests of `keras_groupnl.converters` (TensorFlow backend).
+
+Small GroupNL classifiers (dense and sparse, strides 1 and 2, around a
+Conv2D+BN+ReLU stem and a Dense head) are trained for a few steps on a
+synthetic 4-class task, converted for both targets, and the converted models
+are run again here, from the files on disk, in LiteRT and TensorFlow Lite
+Micro and compared with Keras.
+
+Thresholds: top-1 agreement with Keras >= 0.95 on the verification samples,
+and max |logit error| <= 5% of the spread of the Keras logits.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import keras
+import numpy as np
+import pytest
+
+from keras_groupnl.layers import GroupNLConv2D
+from keras_groupnl.layers import SparseGroupNLConv2D
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("ai_edge_litert")
+tflite_micro = pytest.importorskip("tflite_micro")
+
+from keras_groupnl import cli  # noqa: E402
+from keras_groupnl.converters import ConversionError  # noqa: E402
+from keras_groupnl.converters import convert  # noqa: E402
+from keras_groupnl.converters import _flatbuffer  # noqa: E402
+
+requires_tf_backend = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="in-process conversion tests run on the TensorFlow backend; "
+    "test_other_backend_converts_in_subprocess covers the others",
+)
+pytestmark = requires_tf_backend
+
+MIN_AGREEMENT = 0.95
+MAX_RELATIVE_LOGIT_ERROR = 0.05
+SHAPE = (16, 16, 3)
+CLASSES = 4
+
+
+def _dataset(n, seed=0):
+    """Four classes of tinted, oriented stripes with noise."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, CLASSES, n)
+    rows, cols = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
+    patterns = np.stack(
+        [
+            np.sin(rows * 0.8),
+            np.sin(cols * 0.8),
+            np.sin((rows + cols) * 0.6),
+            np.sin((rows - cols) * 0.6),
+        ]
+    )
+    x = patterns[y][..., None] * rng.uniform(0.5, 1.0, (n, 1, 1, SHAPE[2]))
+    # A class-dependent tint as well, so that a few steps learn it.
+    tint = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [-1, -1, -1]])
+    x = x + 0.5 * tint[y][:, None, None, :]
+    x = x + 0.3 * rng.standard_normal((n,) + SHAPE)
+    return x.astype("float32"), y
+
+
+def _model(kind, strides, **layer_kwargs):
+    keras.utils.set_random_seed(1)
+    layer_cls = GroupNLConv2D if kind == "dense" else SparseGroupNLConv2D
+    inputs = keras.Input(SHAPE)
+    x = keras.layers.Conv2D(8, 3, padding="same", name="stem_conv")(inputs)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    kwargs = dict(
+        filters=16, kernel_size=3, strides=strides, padding="same",
+        reduction_ratio=2, num_groups=4, seed=3,
+    )
+    kwargs.update(layer_kwargs)
+    x = layer_cls(name="groupnl", **kwargs)(x)
+    x = keras.layers.BatchNormalization(name="groupnl_bn")(x)
+    x = keras.layers.ReLU(name="groupnl_relu")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(CLASSES, name="head")(x)
+    model = keras.Model(inputs, outputs, name=f"{kind}_s{strides}")
+    model.compile(
+        keras.optimizers.Adam(3e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    x_train, y_train = _dataset(512, seed=1)
+    model.fit(x_train, y_train, batch_size=32, epochs=4, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _dataset(96, seed=2)
+
+
+@pytest.fixture(scope="module")
+def models():
+    cache = {}
+
+    def get(kind, strides):
+        if (kind, strides) not in cache:
+            cache[(kind, strides)] = _model(kind, strides)
+        return cache[(kind, strides)]
+
+    return get
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _litert_predict(model_bytes, x):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model_bytes, num_threads=1)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    results = []
+    for sample in x:
+        if inp["dtype"] == np.int8:
+            scale, zero = inp["quantization"]
+            sample = np.clip(np.round(sample / scale) + zero, -128, 127)
+        interpreter.set_tensor(inp["index"], sample[None].astype(inp["dtype"]))
+        interpreter.invoke()
+        y = interpreter.get_tensor(out["index"]).astype(np.float32)
+        if out["dtype"] == np.int8:
+            scale, zero = out["quantization"]
+            y = (y - zero) * scale
+        results.append(y[0])
+    return np.stack(results)
+
+
+def _tflm_predict(model_bytes, x, arena_size=None):
+    interpreter = tflite_micro.runtime.Interpreter.from_bytes(
+        model_bytes, arena_size=arena_size or (1 << 20)
+    )
+    inp = interpreter.get_input_details(0)
+    out = interpreter.get_output_details(0)
+    in_scale = inp["quantization_parameters"]["scales"][0]
+    in_zero = inp["quantization_parameters"]["zero_points"][0]
+    out_scale = out["quantization_parameters"]["scales"][0]
+    out_zero = out["quantization_parameters"]["zero_points"][0]
+    results = []
+    for sample in x:
+        q = np.clip(np.round(sample / in_scale) + in_zero, -128, 127)
+        interpreter.set_input(q[None].astype(np.int8), 0)
+        interpreter.invoke()
+        y = interpreter.get_output(0).astype(np.float32)
+        results.append((y[0] - out_zero) * out_scale)
+    return np.stack(results)
+
+
+def _check_agreement(reference, output):
+    agreement = np.mean(reference.argmax(1) == output.argmax(1))
+    spread = reference.max() - reference.min()
+    error = np.abs(reference - output).max()
+    assert agreement >= MIN_AGREEMENT, agreement
+    assert error <= MAX_RELATIVE_LOGIT_ERROR * spread, (error, spread)
+
+
+def _ops_and_types(model_bytes):
+    model = _flatbuffer.read_model(model_bytes)
+    subgraph = model.subgraphs[0]
+    ops = [_flatbuffer.op_name(model, op) for op in subgraph.operators]
+    types = {_flatbuffer.TYPE_NAMES[t.type] for t in subgraph.tensors}
+    return ops, types
+
+
+# --------------------------------------------------------------------------
+# Both targets on dense and sparse GroupNL, strides 1 and 2.
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+@pytest.mark.parametrize("strides", [1, 2])
+def test_mcu_target(models, data, tmp_path, kind, strides):
+    model = models(kind, strides)
+    x, y = data
+    out = tmp_path / "mcu"
+    result = convert(model, "mcu", x, out, labels=y, verbose=0)
+    report = result.report
+
+    expected = {"model.tflite", "model_data.cc", "model_data.h",
+                "model_ops.h", "model_report.json"}
+    assert set(os.listdir(out)) == expected
+    assert result.tflite_path == str(out / "model.tflite")
+    with open(result.report_path) as f:
+        assert json.load(f) == report
+
+    # Full integer: no float tensor, no float op, int8 input and output.
+    model_bytes = _read(result.tflite_path)
+    ops, types = _ops_and_types(model_bytes)
+    assert report["float_ops"] == 0
+    assert not types & {"FLOAT32", "FLOAT16", "FLOAT64"}, types
+    assert "SIN" not in ops and "DEQUANTIZE" not in ops
+    assert {"L2_NORMALIZATION", "CAST", "GATHER"} <= set(ops)
+    assert set(ops) <= set(_flatbuffer.TFLM_RESOLVER_METHODS)
+    assert report["input"]["dtype"] == report["output"]["dtype"] == "int8"
+    assert report["weights"]["int8"] == report["weights"]["ops"]
+    assert report["size_bytes"] == len(model_bytes)
+    assert report["op_histogram"] == {
+        op: ops.count(op) for op in sorted(set(ops))
+    }
+    assert report["mcu"]["resolver_ops"] == sorted(
+        _flatbuffer.TFLM_RESOLVER_METHODS[op] for op in set(ops)
+    )
+
+    # Runs in LiteRT and TFLM (from the file) and agrees with Keras.
+    reference = model.predict(x, verbose=0)
+    _check_agreement(reference, _litert_predict(model_bytes, x))
+    arena = report["mcu"]["arena_bytes"]
+    tflm = _tflm_predict(model_bytes, x, arena_size=arena)
+    _check_agreement(reference, tflm)
+    assert report["top1_agreement"] >= MIN_AGREEMENT
+    for runtime in ("litert", "tflm"):
+        assert report["verification"][runtime]["accuracy"] is not None
+    assert report["keras_accuracy"] is not None
+    assert report["latency"]["litert_xnnpack_1_thread"]["median_ms"] > 0
+
+
+@pytest.mark.parametrize(
+    "kind,strides,io_dtype",
+    [("dense", 1, "float32"), ("sparse", 2, "float32"),
+     ("dense", 2, "int8"), ("sparse", 1, "int8")],
+)
+def test_phone_target(models, data, tmp_path, kind, strides, io_dtype):
+    model = models(kind, strides)
+    x, y = data
+    out = tmp_path / "phone"
+    result = convert(model, "phone", x, out, labels=y, io_dtype=io_dtype,
+                     verbose=0)
+    report = result.report
+    assert set(os.listdir(out)) == {"model.tflite", "model_report.json"}
+    model_bytes = _read(result.tflite_path)
+    ops, types = _ops_and_types(model_bytes)
+    assert "SIN" not in ops
+    assert report["float_ops_outside_io"] == 0
+    assert report["input"]["dtype"] == io_dtype
+    if io_dtype == "float32":
+        # Only the input QUANTIZE and the output DEQUANTIZE touch floats.
+        assert report["float_ops"] == 2
+        assert report["input"]["quantized_as"]["scale"] > 0
+    else:
+        assert report["float_ops"] == 0
+        assert report["input"]["scale"] > 0
+        assert "FLOAT32" not in types
+    reference = model.predict(x, verbose=0)
+    _check_agreement(reference, _litert_predict(model_bytes, x))
+    assert report["mcu"] is None
+    latency = report["latency"]["litert_xnnpack_1_thread"]
+    assert latency["median_ms"] > 0 and latency["xnnpack_partitions"] >= 1
+    assert list(report["verification"]) == ["litert"]
+
+
+@pytest.mark.parametrize(
+    "layer_kwargs",
+    [
+        dict(shuffle=True),
+        dict(filters=14, reduction_ratio=4, num_groups=2),  # partial copy
+        dict(use_bias=True, padding="valid"),
+        dict(dilation_rate=2),
+        dict(reduction_ratio=1),  # no generated channels
+    ],
+    ids=["shuffle", "partial_copy", "bias_valid", "dilation", "ratio1"],
+)
+def test_mcu_layer_variants(data, tmp_path, layer_kwargs):
+    model = _model("dense", 1, **layer_kwargs)
+    x, _ = data
+    result = convert(model, "mcu", x[:48], tmp_path / "out", verbose=0)
+    model_bytes = _read(result.tflite_path)
+    ops, types = _ops_and_types(model_bytes)
+    assert result.report["float_ops"] == 0
+    assert "FLOAT32" not in types
+    reference = model.predict(x[:48], verbose=0)
+    _check_agreement(reference, _tflm_predict(model_bytes, x[:48]))
+
+
+def test_mcu_without_batchnorm_folding(models, data, tmp_path):
+    model = models("sparse", 1)
+    x, _ = data
+    result = convert(model, "mcu", x[:48], tmp_path / "out",
+                     fold_batchnorm=False, verbose=0)
+    assert result.report["float_ops"] == 0
+    assert result.report["groupnl"][0]["folded_layers"] == []
+    # One 256-byte table per (period, shift) pair instead of per channel.
+    assert result.report["groupnl"][0]["tables"] == 4
+    _check_agreement(model.predict(x[:48], verbose=0),
+                     _tflm_predict(_read(result.tflite_path), x[:48]))
+
+
+def test_conv_directly_after_groupnl_gets_consistent_bias(data, tmp_path):
+    """The converter quantizes the bias of a conv reading the GroupNL output
+    before fixing that output's scale to 1/128; the bias is rescaled."""
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input(SHAPE)
+    x = GroupNLConv2D(16, 3, padding="same", seed=1, name="groupnl")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", name="after")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES)(x))
+    x_data, _ = data
+    result = convert(model, "mcu", x_data[:48], tmp_path / "out", verbose=0)
+    assert any("after" in name for name in result.report["bias_rescaled"])
+    tfl = _flatbuffer.read_model(_read(result.tflite_path))
+    subgraph = tfl.subgraphs[0]
+    for op in subgraph.operators:
+        if (
+            _flatbuffer.op_name(tfl, op) in ("CONV_2D", "FULLY_CONNECTED")
+            and len(op.inputs) > 2
+            and op.inputs[2] >= 0
+        ):
+            scales = [
+                _flatbuffer.quantization(subgraph.tensors[op.inputs[i]])[0]
+                for i in range(3)
+            ]
+            s_in, s_w, s_b = scales[0][0], scales[1], scales[2]
+            np.testing.assert_allclose(s_b, s_in * np.asarray(s_w), rtol=1e-5)
+    _check_agreement(model.predict(x_data[:48], verbose=0),
+                     _tflm_predict(_read(result.tflite_path), x_data[:48]))
+
+
+# --------------------------------------------------------------------------
+# The NLF lookup table.
+
+
+def test_lookup_table_is_exact_sin():
+    periods = np.array([1.3, 1.9], np.float32)
+    offsets = np.array([-2.0, -7.5], np.float32)
+    table = _flatbuffer.nlf_lookup_table(
+        periods, offsets, (1 / 128, 0), (1 / 128, 0)
+    )
+    assert table.dtype == np.int8 and table.shape == (512,)
+    q = np.arange(-128, 128)
+    for p in range(2):
+        want = np.sin(q / 128 * periods[p] + offsets[p]) * 128
+        want = np.clip(np.sign(want) * np.floor(np.abs(want) + 0.5), -128, 127)
+        np.testing.assert_array_equal(table[256 * p : 256 * (p + 1)], want)
+
+
+def _plain_model():
+    """GroupNL straight into pooling: nothing to fold into the tables."""
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input(SHAPE)
+    x = keras.layers.Conv2D(8, 3, padding="same", name="stem_conv")(inputs)
+    x = GroupNLConv2D(16, 3, padding="same", seed=3, name="groupnl")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(CLASSES)(x))
+
+
+def _tflite_round(x):
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+@pytest.mark.parametrize(
+    "folded", [False, True], ids=["plain", "bn_relu_folded"]
+)
+def test_generated_channels_equal_table_of_seeds(
+    models, data, tmp_path, folded
+):
+    """Inside the converted model, every generated channel is exactly the
+    NLF (with the folded BatchNormalization and ReLU, if any) of its int8
+    normalised seed channel, rounded once to the output quantization."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = models("dense", 1) if folded else _plain_model()
+    layer = model.get_layer("groupnl")
+    x, _ = data
+    result = convert(model, "mcu", x[:32], tmp_path / "out", verbose=0)
+    assert result.report["groupnl"][0]["folded_layers"] == (
+        ["groupnl_bn", "groupnl_relu"] if folded else []
+    )
+    interpreter = Interpreter(
+        model_path=result.tflite_path,
+        experimental_preserve_all_tensors=True,
+    )
+    interpreter.allocate_tensors()
+    tfl = _flatbuffer.read_model(_read(result.tflite_path))
+    subgraph = tfl.subgraphs[0]
+    by_op = {}
+    for op in subgraph.operators:
+        by_op.setdefault(_flatbuffer.op_name(tfl, op), []).append(op)
+    (norm,) = by_op["L2_NORMALIZATION"]
+    (concat,) = by_op["CONCATENATION"]
+    inp = interpreter.get_input_details()[0]
+    scale, zero = inp["quantization"]
+    q = np.clip(np.round(x[0] / scale) + zero, -128, 127).astype(np.int8)
+    interpreter.set_tensor(inp["index"], q[None])
+    interpreter.invoke()
+    u = interpreter.get_tensor(int(norm.outputs[0])).astype(np.float64)
+    out = interpreter.get_tensor(int(concat.outputs[0])).astype(np.float64)
+    out_scale, out_zero = _flatbuffer.quantization(
+        subgraph.tensors[int(concat.outputs[0])]
+    )[:2]
+    periods = keras.ops.convert_to_numpy(layer.nlf_period).reshape(-1)
+    shifts = keras.ops.convert_to_numpy(layer.nlf_shift).reshape(-1)
+    pair = layer.nlf_pair_index()
+    source = np.arange(layer.generated_channels) % layer.seed_channels
+    value = np.sin(
+        u[..., source] / 128.0 * periods[pair] - periods[pair] * shifts[pair]
+    )
+    if folded:
+        bn = model.get_layer("groupnl_bn")
+        gain = keras.ops.convert_to_numpy(bn.gamma) / np.sqrt(
+            keras.ops.convert_to_numpy(bn.moving_variance) + bn.epsilon
+        )
+        offset = keras.ops.convert_to_numpy(bn.beta) - gain * (
+            keras.ops.convert_to_numpy(bn.moving_mean)
+        )
+        s = layer.seed_channels
+        value = np.maximum(value * gain[s:] + offset[s:], 0.0)
+    else:
+        assert (out_scale[0], out_zero[0]) == (1 / 128, 0)
+    want = np.clip(_tflite_round(value / out_scale[0]) + out_zero[0], -128, 127)
+    np.testing.assert_array_equal(out[..., layer.seed_channels :], want)
+
+
+# --------------------------------------------------------------------------
+# Firmware artefacts.
+
+
+@pytest.fixture(scope="module")
+def mcu_result(models, data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("firmware")
+    return convert(models("sparse", 2), "mcu", data[0][:32], out, verbose=0)
+
+
+def test_c_array_compiles_and_matches(mcu_result, tmp_path):
+    compiler = shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("gcc is not installed")
+    source = mcu_result.files["c_source"]
+    text = open(source).read()
+    assert "alignas(16) const unsigned char g_model_data[]" in text
+    obj = tmp_path / "model_data.o"
+    subprocess.run([compiler, "-c", source, "-o", str(obj)], check=True)
+    assert obj.stat().st_size > 0
+    payload = bytes(int(b, 16) for b in re.findall(r"0x([0-9a-f]{2})", text))
+    assert payload == _read(mcu_result.tflite_path)
+    assert f"g_model_data_len = {len(payload)};" in text
+    header = open(mcu_result.files["c_header"]).read()
+    arena = mcu_result.report["mcu"]["arena_bytes"]
+    assert f"#define MODEL_TENSOR_ARENA_SIZE {arena}" in header
+    ops_header = open(mcu_result.files["ops_header"]).read()
+    for method in mcu_result.report["mcu"]["resolver_ops"]:
+        assert f"resolver.{method}()" in ops_header
+
+
+def test_constant_buffers_are_16_byte_aligned(mcu_result):
+    from ai_edge_litert import schema_py_generated as schema
+
+    buf = bytearray(_read(mcu_result.tflite_path))
+    model = schema.Model.GetRootAsModel(buf, 0)
+    checked = 0
+    for i in range(model.BuffersLength()):
+        buffer = model.Buffers(i)
+        if buffer.DataLength() == 0:
+            continue
+        start = buffer._tab.Vector(buffer._tab.Offset(4))
+        assert start % 16 == 0, (i, start)
+        checked += 1
+    assert checked > 0
+
+
+def test_measured_arena_is_enough(mcu_result, data):
+    arena = mcu_result.report["mcu"]["arena_bytes"]
+    assert 0 < arena < 1 << 20 and arena % 16 == 0
+    _tflm_predict(_read(mcu_result.tflite_path), data[0][:2], arena_size=arena)
+
+
+# --------------------------------------------------------------------------
+# Refusals: the converter never writes a model that is not what it claims.
+
+
+@keras.saving.register_keras_serializable(package="test_converters")
+class _FloatSin(keras.layers.Layer):
+    def call(self, x):
+        return keras.ops.sin(x)
+
+
+@keras.saving.register_keras_serializable(package="test_converters")
+class _Tile(keras.layers.Layer):
+    def call(self, x):
+        return keras.ops.tile(x, (1, 1, 1, 2))
+
+    def compute_output_shape(self, shape):
+        return shape[:3] + (shape[3] * 2,)
+
+
+def _model_with(layer):
+    inputs = keras.Input((8, 8, 3))
+    x = GroupNLConv2D(8, 3, padding="same", seed=1, name="gnl")(inputs)
+    x = layer(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
+@pytest.mark.parametrize("target", ["mcu", "phone"])
+def test_refuses_float_op(tmp_path, target):
+    model = _model_with(_FloatSin(name="my_sin"))
+    x = np.random.default_rng(0).random((8, 8, 8, 3)).astype("float32")
+    out = tmp_path / "out"
+    match = r"layer 'my_sin'.*float op SIN"
+    with pytest.raises(ConversionError, match=match) as info:
+        convert(model, target, x, out, verbose=0)
+    assert info.value.layer == "my_sin" and info.value.op == "SIN"
+    assert not out.exists()
+
+
+def test_refuses_op_missing_in_tflm(tmp_path):
+    model = _model_with(_Tile(name="my_tile"))
+    x = np.random.default_rng(0).random((8, 8, 8, 3)).astype("float32")
+    out = tmp_path / "out"
+    with pytest.raises(ConversionError, match=r"Layer 'my_tile'.*TILE.*Micro"):
+        convert(model, "mcu", x, out, verbose=0)
+    assert not out.exists()
+
+
+def test_refuses_below_min_agreement(models, data, tmp_path, monkeypatch):
+    from keras_groupnl.converters import _runtime
+
+    predict = _runtime.LiteRTRunner.predict
+    # A runtime that disagrees with Keras: negated logits flip the top-1.
+    monkeypatch.setattr(
+        _runtime.LiteRTRunner, "predict",
+        lambda self, x, progress=None: -predict(self, x, progress),
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ConversionError, match="below min_top1_agreement=0.9"):
+        convert(models("dense", 1), "phone", data[0][:16], out,
+                min_top1_agreement=0.9, verbose=0)
+    assert os.listdir(out) == []
+
+
+# --------------------------------------------------------------------------
+# Bad inputs: a clear ValueError and no file left behind.
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    inputs = keras.Input(SHAPE)
+    x = GroupNLConv2D(8, 3, padding="same", seed=1)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(CLASSES)(x))
+
+
+def _assert_nothing_written(tmp_path, before):
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    "make_data,match",
+    [
+        (lambda: None, r"`representative_data` is required"),
+        (lambda: np.zeros((0,) + SHAPE, "float32"), r"is empty"),
+        (lambda: [], r"is empty"),
+        (lambda: iter(()), r"is empty"),
+        (
+            lambda: np.zeros((4, 16, 16, 1), "float32"),
+            r"does not fit the model.*\(16, 16, 3\)",
+        ),
+        (lambda: np.zeros(SHAPE, "float32"), r"does not fit the model.*4 axes"),
+        (lambda: np.full((2,) + SHAPE, "a"), r"real numbers"),
+        (lambda: np.zeros((2,) + SHAPE, bool), r"real numbers"),
+        (lambda: np.zeros((2,) + SHAPE, np.complex64), r"real numbers"),
+        (lambda: np.full((2,) + SHAPE, np.nan, "float32"), r"NaN or infinite"),
+        (lambda: "data.npz", r"array of samples or an iterable"),
+    ],
+    ids=["none", "empty_array", "empty_list", "empty_iterator", "wrong_shape",
+         "no_batch_axis", "strings", "bool", "complex", "nan", "path"],
+)
+def test_bad_representative_data(small_model, tmp_path, make_data, match):
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ValueError, match=match):
+        convert(small_model, "mcu", make_data(), tmp_path / "out", verbose=0)
+    _assert_nothing_written(tmp_path, before)
+
+
+def test_bad_target_and_options(small_model, tmp_path):
+    x = np.zeros((2,) + SHAPE, "float32")
+    with pytest.raises(ValueError, match=r"Unknown `target`.*target='gpu'"):
+        convert(small_model, "gpu", x, tmp_path / "out", verbose=0)
+    with pytest.raises(ValueError, match=r"'mcu' target is full-integer"):
+        convert(small_model, "mcu", x, tmp_path / "out", io_dtype="float32")
+    with pytest.raises(ValueError, match=r"`io_dtype` must be"):
+        convert(small_model, "phone", x, tmp_path / "out", io_dtype="uint8")
+    with pytest.raises(ValueError, match=r"`name` must be a C identifier"):
+        convert(small_model, "mcu", x, tmp_path / "out", name="my model")
+    with pytest.raises(ValueError, match=r"`labels` must hold one class"):
+        convert(small_model, "mcu", x, tmp_path / "out", labels=[0, 1, 2])
+    with pytest.raises(ValueError, match=r"class indices in \[0, 4\)"):
+        convert(small_model, "mcu", x, tmp_path / "out", labels=[0, 7])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreadable_model(tmp_path):
+    x = np.zeros((2,) + SHAPE, "float32")
+    with pytest.raises(ValueError, match=r"Cannot read the model: no file"):
+        convert(str(tmp_path / "missing.keras"), "mcu", x, tmp_path / "out")
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match=r"Cannot read the model at .*corrupt"):
+        convert(str(corrupt), "mcu", x, tmp_path / "out")
+    other = tmp_path / "weights.h5"
+    other.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"expected a Keras v3 '.keras' file"):
+        convert(str(other), "mcu", x, tmp_path / "out")
+    with pytest.raises(ValueError, match=r"`model` must be a keras.Model"):
+        convert(object(), "mcu", x, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "corrupt.keras", "weights.h5"
+    ]
+
+
+def test_unwritable_output_dir(small_model, tmp_path):
+    x = np.zeros((2,) + SHAPE, "float32")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    unwritable = r"`output_dir` cannot be written: "
+    with pytest.raises(ValueError, match=unwritable + "it is a file"):
+        convert(small_model, "mcu", x, a_file, verbose=0)
+    with pytest.raises(ValueError, match=unwritable + "it lies under"):
+        convert(small_model, "mcu", x, a_file / "sub" / "dir", verbose=0)
+    if os.geteuid() != 0:  # root writes everywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(ValueError, match=r"`output_dir` cannot be written"):
+            convert(small_model, "mcu", x, locked / "out", verbose=0)
+        locked.chmod(0o700)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left in (["a_file"], ["a_file", "locked"])
+
+
+# --------------------------------------------------------------------------
+# Input forms, the CLI, other backends.
+
+
+def test_iterable_batches_path_and_labels(models, data, tmp_path):
+    model = models("dense", 2)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    x, y = data
+
+    def batches():
+        for start in range(0, 48, 16):
+            yield x[start : start + 16], y[start : start + 16]
+
+    result = convert(str(path), "phone", batches(), tmp_path / "out",
+                     name="fashion_net", verbose=0)
+    assert result.report["num_samples"] == 48
+    assert result.report["verification"]["litert"]["accuracy"] is not None
+    assert os.path.basename(result.tflite_path) == "fashion_net.tflite"
+
+
+def test_cli_convert(models, data, tmp_path, capsys):
+    model_path = tmp_path / "model.keras"
+    models("sparse", 1).save(model_path)
+    data_path = tmp_path / "calibration.npz"
+    np.savez(data_path, x=data[0][:32], y=data[1][:32])
+    out = tmp_path / "out"
+    status = cli.main(["convert", str(model_path), "--target", "mcu",
+                       "--calibration", str(data_path), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "| float ops" in captured.out and "| tensor arena" in captured.out
+    assert "top-1 agreement" in captured.out
+    assert (out / "model_data.cc").exists()
+
+    # Bad input: exit status 2, a message, nothing written.
+    status = cli.main(["convert", str(model_path), "--target", "mcu",
+                       "--calibration", str(tmp_path / "nope.npz"),
+                       "--out", str(tmp_path / "out2")])
+    assert status == 2
+    assert "no file" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()
+    assert cli.main(["convert", str(model_path), "--target", "tpu",
+                     "--calibration", str(data_path), "--out", str(out)]) == 2
