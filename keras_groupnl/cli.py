@@ -45,6 +45,11 @@ def _parser():
         help="samples of the real inputs (.npz or .npy), batch axis first; "
         "an .npz may also hold labels",
     )
+    convert.add_argument(
+        "--verification", default=None, metavar="DATA.npz",
+        help="held-out samples (and labels) to verify on; default: verify "
+        "on the calibration data",
+    )
     convert.add_argument("--out", required=True, metavar="DIR",
                          help="output directory (created if missing)")
     convert.add_argument(
@@ -83,19 +88,19 @@ def _parser():
     return parser
 
 
-def _load_arrays(path, x_key, y_key):
+def _load_arrays(path, x_key, y_key, role="calibration"):
     """Reads samples (and labels) from an .npz or .npy file."""
     import numpy as np
 
     if not os.path.isfile(path):
         raise ValueError(
-            f"Cannot read the calibration data: no file at '{path}'."
+            f"Cannot read the {role} data: no file at '{path}'."
         )
     try:
         loaded = np.load(path, allow_pickle=False)
     except Exception as error:
         raise ValueError(
-            f"Cannot read the calibration data '{path}': {error}"
+            f"Cannot read the {role} data '{path}': {error}"
         ) from None
     if isinstance(loaded, np.ndarray):
         if x_key or y_key:
@@ -135,12 +140,20 @@ def _convert(args):
 
     try:
         x, y = _load_arrays(args.calibration, args.x_key, args.y_key)
+        verification = None
+        if args.verification is not None:
+            verification = _load_arrays(
+                args.verification, args.x_key, args.y_key, "verification"
+            )
+            if verification[1] is None:
+                verification = verification[0]
         result = convert(
             args.model,
             args.target,
             x,
             args.out,
             labels=y,
+            verification_data=verification,
             io_dtype=args.io_dtype,
             name=args.name,
             calibration_samples=args.calibration_samples,

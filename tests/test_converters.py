@@ -657,6 +657,27 @@ def test_iterable_batches_path_and_labels(models, data, tmp_path):
     assert os.path.basename(result.tflite_path) == "fashion_net.tflite"
 
 
+def test_verification_data_is_held_out(models, data, tmp_path):
+    model = models("dense", 1)
+    x, y = data
+    result = convert(model, "mcu", x[:16], tmp_path / "out",
+                     verification_data=(x[16:40], y[16:40]), verbose=0)
+    report = result.report
+    assert report["calibration_samples"] == 16
+    assert report["num_samples"] == 24
+    expected = np.mean(
+        _tflm_predict(_read(result.tflite_path), x[16:40]).argmax(1)
+        == y[16:40]
+    )
+    assert report["verification"]["tflm"]["accuracy"] == pytest.approx(
+        expected
+    )
+    with pytest.raises(ValueError, match="Received: verification_data.shape"):
+        convert(model, "mcu", x[:16], tmp_path / "bad",
+                verification_data=x[:4, :10], verbose=0)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_cli_convert(models, data, tmp_path, capsys):
     model_path = tmp_path / "model.keras"
     models("sparse", 1).save(model_path)
@@ -670,6 +691,16 @@ def test_cli_convert(models, data, tmp_path, capsys):
     assert "| float ops" in captured.out and "| tensor arena" in captured.out
     assert "top-1 agreement" in captured.out
     assert (out / "model_data.cc").exists()
+
+    held_out = tmp_path / "held_out.npz"
+    np.savez(held_out, x=data[0][32:48], y=data[1][32:48])
+    status = cli.main(["convert", str(model_path), "--target", "phone",
+                       "--calibration", str(data_path), "--verification",
+                       str(held_out), "--out", str(tmp_path / "phone"),
+                       "--json"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert '"num_samples": 16' in captured.out
 
     # Bad input: exit status 2, a message, nothing written.
     status = cli.main(["convert", str(model_path), "--target", "mcu",

@@ -327,27 +327,27 @@ def collect_data(representative_data, labels=None):
     return x, labels
 
 
-def _check_data(x, input_shape):
+def _check_data(x, input_shape, argument="representative_data"):
     expected_rank = len(input_shape)
     if x.ndim != expected_rank:
         raise ValueError(
-            "`representative_data` does not fit the model: the model takes "
+            f"`{argument}` does not fit the model: the model takes "
             f"batches of shape {_shape_str(input_shape)}, so the data needs "
             f"{expected_rank} axes with the batch first. "
-            f"Received: representative_data.shape={x.shape}"
+            f"Received: {argument}.shape={x.shape}"
         )
     for got, want in zip(x.shape[1:], input_shape[1:]):
         if want is not None and got != want:
             raise ValueError(
-                "`representative_data` does not fit the model: samples have "
+                f"`{argument}` does not fit the model: samples have "
                 f"shape {tuple(x.shape[1:])}, the model takes "
                 f"{tuple(input_shape[1:])}. "
-                f"Received: representative_data.shape={x.shape}"
+                f"Received: {argument}.shape={x.shape}"
             )
     x = x.astype(np.float32, copy=False)
     if not np.all(np.isfinite(x)):
         raise ValueError(
-            "`representative_data` contains NaN or infinite values, which "
+            f"`{argument}` contains NaN or infinite values, which "
             "cannot calibrate an int8 model."
         )
     return x
@@ -431,6 +431,7 @@ def convert(
     output_dir,
     labels=None,
     *,
+    verification_data=None,
     io_dtype=None,
     name="model",
     calibration_samples=500,
@@ -483,6 +484,11 @@ def convert(
         labels: optional class indices (or one-hot rows), one per sample;
             adds accuracy to the report. Taken from `(x, y)` batches when
             not given.
+        verification_data: optional held-out samples to verify on instead
+            of `representative_data` (which then only calibrates): an array,
+            an `(x, y)` tuple or an iterable of batches, like
+            `representative_data`. Its labels, when present, give the
+            accuracy in the report.
         io_dtype: `"float32"` or `"int8"`: type of the model input and
             output. Defaults to `"float32"` for `"phone"`; `"mcu"` is always
             `"int8"`.
@@ -550,6 +556,17 @@ def convert(
     else:
         x = _check_data(x, input_shape)
     y = _check_labels(labels, len(x), output_shape)
+    if verification_data is not None:
+        if isinstance(verification_data, tuple) and len(verification_data) == 2:
+            x_check, y_check = collect_data(
+                verification_data[0], verification_data[1]
+            )
+        else:
+            x_check, y_check = collect_data(verification_data)
+        x_check = _check_data(x_check, input_shape, "verification_data")
+        y_check = _check_labels(y_check, len(x_check), output_shape)
+    else:
+        x_check, y_check = x, y
     options = {
         "target": target,
         "io_dtype": io_dtype,
@@ -562,12 +579,15 @@ def convert(
         "verbose": int(bool(verbose)),
         "fold_batchnorm": bool(fold_batchnorm),
     }
+    data = {"x": x, "x_check": x_check}
+    if y_check is not None:
+        data["y_check"] = y_check
     if keras.backend.backend() == "tensorflow":
-        return _convert_validated(model, x, y, output_dir, options)
-    return _convert_in_subprocess(model, model_path, x, y, output_dir, options)
+        return _convert_validated(model, data, output_dir, options)
+    return _convert_in_subprocess(model, model_path, data, output_dir, options)
 
 
-def _convert_in_subprocess(model, model_path, x, y, output_dir, options):
+def _convert_in_subprocess(model, model_path, data, output_dir, options):
     """Runs the conversion in a Python process on the TensorFlow backend."""
     workspace = tempfile.mkdtemp(prefix="keras_groupnl_convert_")
     try:
@@ -583,10 +603,7 @@ def _convert_in_subprocess(model, model_path, x, y, output_dir, options):
                     f"{error}"
                 ) from None
         data_path = os.path.join(workspace, "data.npz")
-        arrays = {"x": x}
-        if y is not None:
-            arrays["y"] = y
-        np.savez(data_path, **arrays)
+        np.savez(data_path, **data)
         spec_path = os.path.join(workspace, "spec.json")
         result_path = os.path.join(workspace, "result.json")
         with open(spec_path, "w") as f:
@@ -650,11 +667,22 @@ def _convert_in_subprocess(model, model_path, x, y, output_dir, options):
     )
 
 
-def _convert_validated(model, x, y, output_dir, options):
-    """The conversion proper; TensorFlow backend, arguments validated."""
+def _convert_validated(model, data, output_dir, options):
+    """The conversion proper; TensorFlow backend, arguments validated.
+
+    `data` holds `x` (calibration samples), `x_check` and, with labels,
+    `y_check` (verification samples).
+    """
     from keras_groupnl.converters import _pipeline
 
-    return _pipeline.run(model, x, y, output_dir, options)
+    return _pipeline.run(
+        model,
+        data["x"],
+        data["x_check"],
+        data.get("y_check"),
+        output_dir,
+        options,
+    )
 
 
 # --------------------------------------------------------------------------

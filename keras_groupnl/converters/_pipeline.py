@@ -145,7 +145,7 @@ def _tflm_failure(error, tfl, names):
     )
 
 
-def run(model, x, y, output_dir, options):
+def run(model, x, x_check, y_check, output_dir, options):
     progress = _convert._Progress(options["verbose"])
     target = options["target"]
     io_dtype = options["io_dtype"]
@@ -153,9 +153,9 @@ def run(model, x, y, output_dir, options):
     names = _export.layer_names(model)
 
     calib = x[_evenly_spaced(len(x), options["calibration_samples"])]
-    n_verify = options["verification_samples"] or len(x)
-    x_verify = x[:n_verify]
-    y_verify = None if y is None else y[:n_verify]
+    n_verify = options["verification_samples"] or len(x_check)
+    x_verify = x_check[:n_verify]
+    y_verify = None if y_check is None else y_check[:n_verify]
 
     progress.stage(
         f"converting '{model.name}' for target '{target}' "

@@ -2,8 +2,8 @@
 
 Usage: python -m keras_groupnl.converters._worker SPEC.json
 
-The spec names the `.keras` model, an `.npz` with the samples (`x`, and `y`
-when there are labels), the output directory and the options. The result, or
+The spec names the `.keras` model, an `.npz` with the samples (`x` to
+calibrate, `x_check` and, with labels, `y_check` to verify), the output directory and the options. The result, or
 the error, is written as JSON to the spec's `result_path`.
 """
 
@@ -30,11 +30,10 @@ def main(argv=None):
         from keras_groupnl.converters import _convert
 
         model, _ = _convert._load_model(spec["model_path"])
-        with np.load(spec["data_path"]) as data:
-            x = data["x"]
-            y = data["y"] if "y" in data.files else None
+        with np.load(spec["data_path"]) as arrays:
+            data = {key: arrays[key] for key in arrays.files}
         result = _convert._convert_validated(
-            model, x, y, spec["output_dir"], spec["options"]
+            model, data, spec["output_dir"], spec["options"]
         )
         payload = {
             "tflite_path": result.tflite_path,
