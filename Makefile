@@ -1,5 +1,5 @@
 # Two entry points, each one command on a fresh machine:
-#   make demo   set up, then run the main job (examples/quickstart.py)
+#   make demo   set up, then run the main job (examples/fashion_mnist_end_to_end.py)
 #   make test   set up, then run the test suite once per Keras backend
 
 PYTHON ?= python3
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch==2.13.0 is pinned in the extra: it is the CPU wheel; any other
 	# torch spec pulls several GB of CUDA packages.
-	$(PY) -m pip install --quiet -e ".[tensorflow,jax,torch,tflite,test]"
+	$(PY) -m pip install --quiet -e ".[tensorflow,jax,torch,tflite,test,examples]"
 	touch $(STAMP)
 
 # Fashion-MNIST from Debian's package where apt is usable; otherwise the
@@ -36,7 +36,7 @@ data:
 	fi
 
 demo: setup
-	KERAS_BACKEND=tensorflow $(PY) examples/quickstart.py $(DEMO_ARGS)
+	KERAS_BACKEND=tensorflow $(PY) examples/fashion_mnist_end_to_end.py $(DEMO_ARGS)
 
 # One pytest process per backend: the Keras backend is fixed per process.
 # Conversion needs TensorFlow whatever the caller's backend, so the

@@ -1,4 +1,4 @@
-"""Robustness evaluation helpers: ImageNet-C style image corruptions."""
+"""Robustness evaluation: ImageNet-C style corruptions and accuracy on them."""
 
 from keras_groupnl.robustness.corruptions import CORRUPTIONS
 from keras_groupnl.robustness.corruptions import SEVERITIES
@@ -7,6 +7,7 @@ from keras_groupnl.robustness.corruptions import corrupt
 from keras_groupnl.robustness.corruptions import corrupt_dataset
 from keras_groupnl.robustness.corruptions import corruption_names
 from keras_groupnl.robustness.corruptions import jpeg_like
+from keras_groupnl.robustness.evaluation import corruption_accuracy
 
 __all__ = [
     "CORRUPTIONS",
@@ -14,6 +15,7 @@ __all__ = [
     "SEVERITY_PARAMS",
     "corrupt",
     "corrupt_dataset",
+    "corruption_accuracy",
     "corruption_names",
     "jpeg_like",
 ]

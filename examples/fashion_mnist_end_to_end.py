@@ -1,0 +1,396 @@
+"""The end-to-end run: GroupNL against plain convs on Fashion-MNIST.
+
+1. Loads Fashion-MNIST (Debian's `dataset-fashion-mnist` package, else the
+   Keras dataset cache, else a download).
+2. Trains `GroupNLResNet8` and its plain-conv counterpart (same builder, same
+   recipe, same seed).
+3. Evaluates both on the clean test set and on corrupted copies (9
+   ImageNet-C style corruptions x 5 severities).
+4. Converts the GroupNL model to int8 TFLite for phones (LiteRT) and
+   microcontrollers (TFLite Micro) and evaluates both int8 models on the test
+   set in those interpreters.
+5. Writes `report.md`, `report.json` and plots (PNG) to `--out`.
+
+    python examples/fashion_mnist_end_to_end.py            # ~15 min on 2 cores
+    python examples/fashion_mnist_end_to_end.py --full     # all data, 15 epochs
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import keras
+import numpy as np
+
+from keras_groupnl import applications
+from keras_groupnl import converters
+from keras_groupnl.datasets import load_fashion_mnist
+from keras_groupnl.robustness import CORRUPTIONS
+from keras_groupnl.robustness import SEVERITIES
+from keras_groupnl.robustness import corruption_accuracy
+
+MODELS = ("plain", "groupnl")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="runs/fashion_mnist",
+                        help="output directory (default: runs/fashion_mnist)")
+    parser.add_argument("--full", action="store_true",
+                        help="all 60 000 training images, 15 epochs, the "
+                        "whole test set for every corruption")
+    parser.add_argument("--train-size", type=int, default=None,
+                        help="training images (default 20 000; --full 60 000)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs (default 3; --full 15)")
+    parser.add_argument("--corrupted-test-size", type=int, default=None,
+                        help="test images per corruption and severity "
+                        "(default 2 000; --full 10 000)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--reduction-ratio", type=int, default=2)
+    parser.add_argument("--conv-type", choices=("dense", "sparse"),
+                        default="dense", help="GroupNL variant (default dense)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.train_size is None:
+        args.train_size = 60000 if args.full else 20000
+    if args.epochs is None:
+        args.epochs = 15 if args.full else 3
+    if args.corrupted_test_size is None:
+        args.corrupted_test_size = 10000 if args.full else 2000
+    for name in ("train_size", "epochs", "corrupted_test_size", "batch_size"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    return args
+
+
+def preprocess(images):
+    """uint8 (N, 28, 28[, 1]) -> float32 (N, 28, 28, 1) in [0, 1]."""
+    x = np.asarray(images, dtype="float32") / 255.0
+    return x.reshape(x.shape[:3] + (1,))
+
+
+def build(kind, args):
+    conv_type = "plain" if kind == "plain" else args.conv_type
+    return applications.GroupNLResNet8(
+        input_shape=(28, 28, 1),
+        classes=10,
+        classifier_activation=None,
+        conv_type=conv_type,
+        reduction_ratio=args.reduction_ratio,
+        seed=args.seed,
+        name=f"{kind}_resnet8",
+    )
+
+
+def train(kind, x, y, args):
+    keras.utils.set_random_seed(args.seed)
+    model = build(kind, args)
+    steps = args.epochs * -(-len(x) // args.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        args.learning_rate, decay_steps=steps
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    print(f"\n== training {model.name}: {model.count_params():,} parameters, "
+          f"{args.epochs} epochs on {len(x):,} images")
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs,
+              shuffle=True, verbose=1)
+    return model, time.perf_counter() - start
+
+
+def write_atomically(path, data):
+    mode = "wb" if isinstance(data, bytes) else "w"
+    tmp = f"{path}.tmp"
+    with open(tmp, mode) as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def plot(results, out_dir):
+    """Accuracy against severity: the mean over corruptions, and each one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    robustness = results["robustness"]
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for kind in MODELS:
+        r = robustness[kind]
+        means = [
+            np.mean([r["corrupted"][n][s] for n in r["corrupted"]])
+            for s in SEVERITIES
+        ]
+        ax.plot([0, *SEVERITIES], [r["clean"], *means], marker="o",
+                label=results["models"][kind]["name"])
+    ax.set_xlabel("severity (0 = clean)")
+    ax.set_ylabel("top-1 accuracy")
+    ax.set_title("Fashion-MNIST, mean over 9 corruptions")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    paths.append(_save(fig, out_dir, "accuracy_vs_severity.png"))
+
+    fig, axes = plt.subplots(3, 3, figsize=(10, 8), sharex=True, sharey=True)
+    for ax, name in zip(axes.flat, CORRUPTIONS):
+        for kind in MODELS:
+            r = robustness[kind]
+            ax.plot([0, *SEVERITIES],
+                    [r["clean"], *[r["corrupted"][name][s] for s in SEVERITIES]],
+                    marker=".", label=results["models"][kind]["name"])
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.supxlabel("severity (0 = clean)")
+    fig.supylabel("top-1 accuracy")
+    fig.tight_layout()
+    paths.append(_save(fig, out_dir, "accuracy_per_corruption.png"))
+    plt.close("all")
+    return paths
+
+
+def _save(fig, out_dir, filename):
+    path = os.path.join(out_dir, filename)
+    tmp = os.path.join(out_dir, f".{filename}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    return path
+
+
+def markdown(results):
+    m, rob, conv = results["models"], results["robustness"], results["int8"]
+    plain, groupnl = m["plain"], m["groupnl"]
+    lines = [
+        "# keras-groupnl end-to-end run: Fashion-MNIST",
+        "",
+        f"Command: `{results['command']}`  ",
+        f"Machine: {results['machine']}  ",
+        f"Versions: {results['versions']}  ",
+        f"Recipe: {results['recipe']}",
+        "",
+        "## Models",
+        "",
+        "| model | parameters | MACs / image | training time (s) |",
+        "|---|---:|---:|---:|",
+    ]
+    for kind in MODELS:
+        r = m[kind]
+        lines.append(f"| {r['name']} | {r['params']:,} | {r['macs']:,} | "
+                     f"{r['train_seconds']:.0f} |")
+    lines += [
+        "",
+        f"GroupNL / plain: parameters {groupnl['params'] / plain['params']:.2f}x, "
+        f"MACs {groupnl['macs'] / plain['macs']:.2f}x.",
+        "",
+        "## Accuracy and robustness",
+        "",
+        f"Corrupted accuracy: {results['corrupted_test_size']:,} test images "
+        "per corruption and severity, 9 corruptions x 5 severities, seed "
+        f"{results['seed']}.",
+        "",
+        "| model | clean | mean corrupted |",
+        "|---|---:|---:|",
+    ]
+    for kind in MODELS:
+        r = rob[kind]
+        lines.append(f"| {m[kind]['name']} | {r['clean']:.4f} | "
+                     f"{r['mean_corrupted']:.4f} |")
+    d_clean = 100 * (rob["groupnl"]["clean"] - rob["plain"]["clean"])
+    d_corr = 100 * (rob["groupnl"]["mean_corrupted"]
+                    - rob["plain"]["mean_corrupted"])
+    lines += [
+        "",
+        f"GroupNL minus plain: clean {d_clean:+.2f} points, mean corrupted "
+        f"{d_corr:+.2f} points (goal: clean within 0.5 point, corrupted "
+        "at least +1 point).",
+        "",
+        "| corruption | " + " | ".join(m[k]["name"] for k in MODELS)
+        + " | difference (points) |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in CORRUPTIONS:
+        a = rob["plain"]["per_corruption"][name]
+        b = rob["groupnl"]["per_corruption"][name]
+        lines.append(f"| {name} | {a:.4f} | {b:.4f} | {100 * (b - a):+.2f} |")
+    lines += [
+        "",
+        "![accuracy against severity](accuracy_vs_severity.png)",
+        "",
+        "![accuracy per corruption](accuracy_per_corruption.png)",
+        "",
+        "## int8 TFLite (GroupNL model)",
+        "",
+        f"Evaluated on the {results['int8_test_size']:,} test images; "
+        "calibrated on 500 training images.",
+        "",
+        "| target | size (bytes) | float ops | interpreter | int8 accuracy | "
+        "float accuracy | top-1 agreement | latency (ms) |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for target, r in conv.items():
+        for runtime, v in r["verification"].items():
+            latency = r["latency_ms"].get(runtime)
+            lines.append(
+                f"| {target} | {r['size_bytes']:,} | {r['float_ops']} | "
+                f"{runtime} | {v['accuracy']:.4f} | "
+                f"{rob['groupnl']['clean']:.4f} | {v['top1_agreement']:.4f} | "
+                f"{'' if latency is None else f'{latency:.3f}'} |"
+            )
+    if "mcu" in conv:
+        lines += ["", f"TFLite Micro tensor arena: {conv['mcu']['arena_bytes']:,} "
+                  f"bytes; ops to register: {', '.join(conv['mcu']['ops'])}."]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def count_macs(model):
+    """Multiply-accumulates of the conv and dense layers for one image."""
+    from keras_groupnl.layers import GroupNLConv2D
+    from keras_groupnl.layers import SparseGroupNLConv2D
+
+    total = 0
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        out = layer.output.shape
+        kernel = getattr(layer, "kernel", None)
+        if isinstance(layer, (GroupNLConv2D, SparseGroupNLConv2D)):
+            kh, kw, cin, cout = kernel.shape
+            total += out[1] * out[2] * kh * kw * cin * cout
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw, cin, mult = layer.kernel.shape
+            total += out[1] * out[2] * kh * kw * cin * mult
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = kernel.shape
+            total += out[1] * out[2] * kh * kw * cin * cout
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(kernel.shape))
+    return int(total)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    started = time.perf_counter()
+    print(f"Keras {keras.__version__}, backend {keras.backend.backend()}")
+    (x_train, y_train), (x_test, y_test) = load_fashion_mnist()
+    rng = np.random.default_rng(args.seed)
+    train_idx = np.sort(rng.permutation(len(x_train))[: args.train_size])
+    x_tr, y_tr = preprocess(x_train[train_idx]), y_train[train_idx]
+    x_te = preprocess(x_test)
+    print(f"Fashion-MNIST: {len(x_tr):,} training images, "
+          f"{len(x_te):,} test images")
+
+    models, info = {}, {}
+    for kind in MODELS:
+        model, seconds = train(kind, x_tr, y_tr, args)
+        models[kind] = model
+        info[kind] = {
+            "name": model.name,
+            "params": int(model.count_params()),
+            "macs": count_macs(model),
+            "train_seconds": seconds,
+        }
+
+    n = min(args.corrupted_test_size, len(x_test))
+    subset = np.sort(rng.permutation(len(x_test))[:n])
+    pairs = len(CORRUPTIONS) * len(SEVERITIES)
+    print(f"\n== evaluating on clean and corrupted test images "
+          f"({pairs} corruption/severity pairs x {n:,} images)")
+    bar = keras.utils.Progbar(pairs, unit_name="pair")
+    robustness = corruption_accuracy(
+        {
+            kind: (lambda x, m=model: m.predict(x, batch_size=512, verbose=0))
+            for kind, model in models.items()
+        },
+        x_test[subset][..., None],
+        y_test[subset],
+        seed=args.seed,
+        preprocess=preprocess,
+        progress=lambda: bar.add(1),
+    )
+    for kind, model in models.items():
+        # The clean figure on the whole test set, not the subset.
+        _, acc = model.evaluate(x_te, y_test, batch_size=512, verbose=0)
+        robustness[kind]["clean"] = float(acc)
+
+    print("\n== converting the GroupNL model to int8 TFLite")
+    calibration = x_tr[np.linspace(0, len(x_tr) - 1, 500).astype(int)]
+    int8 = {}
+    for target in ("phone", "mcu"):
+        result = converters.convert(
+            models["groupnl"],
+            target,
+            calibration,
+            os.path.join(args.out, target),
+            verification_data=(x_te, y_test),
+            name="groupnl_resnet8",
+        )
+        report = result.report
+        print(result.summary())
+        int8[target] = {
+            "tflite": result.tflite_path,
+            "size_bytes": report["size_bytes"],
+            "float_ops": report["float_ops"],
+            "verification": report["verification"],
+            "latency_ms": {
+                "litert": report["latency"]["litert_xnnpack_1_thread"][
+                    "median_ms"
+                ],
+                **(
+                    {"tflm": report["latency"]["tflm_host_reference_kernels"][
+                        "median_ms"
+                    ]}
+                    if "tflm_host_reference_kernels" in report["latency"]
+                    else {}
+                ),
+            },
+        }
+        if target == "mcu":
+            int8[target]["arena_bytes"] = report["mcu"]["arena_bytes"]
+            int8[target]["ops"] = report["mcu"]["resolver_ops"]
+
+    results = {
+        "command": "python examples/fashion_mnist_end_to_end.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"{platform.platform()}",
+        "versions": f"Python {platform.python_version()}, Keras "
+        f"{keras.__version__} ({keras.backend.backend()} backend), "
+        f"NumPy {np.__version__}",
+        "recipe": f"Adam, cosine decay from {args.learning_rate}, batch "
+        f"{args.batch_size}, {args.epochs} epochs on {len(x_tr):,} training "
+        f"images, seed {args.seed}, no augmentation; GroupNL "
+        f"{args.conv_type}, r = {args.reduction_ratio}",
+        "seed": args.seed,
+        "corrupted_test_size": int(n),
+        "int8_test_size": int(len(x_te)),
+        "models": info,
+        "robustness": robustness,
+        "int8": int8,
+    }
+    plots = plot(results, args.out)
+    results["plots"] = plots
+    results["wall_seconds"] = time.perf_counter() - started
+    write_atomically(os.path.join(args.out, "report.json"),
+                     json.dumps(results, indent=2, default=float))
+    text = markdown(results)
+    write_atomically(os.path.join(args.out, "report.md"), text)
+    print("\n" + text)
+    print(f"Report: {os.path.join(args.out, 'report.md')} "
+          f"({results['wall_seconds'] / 60:.1f} min)")
+    return results
+
+
+if __name__ == "__main__":
+    main()
