@@ -1,0 +1,507 @@
+"""GroupNL against other cheap convolutions, layer by layer, at equal output channels.
+
+At the shapes of the four ResNet stages (56x56x64, 28x28x128, 14x14x256,
+7x7x512; batch 8), every layer maps C input channels to C output channels
+with a 3x3 receptive field, stride 1 and 'same' padding, without bias:
+
+- `conv2d`: `keras.layers.Conv2D(C, 3)`, the baseline.
+- `groupnl_r2`, `groupnl_r4`: `GroupNLConv2D(C, 3, reduction_ratio=r)`
+  (seed conv of ceil(C / r) maps, the rest made by fixed sinusoids;
+  `num_groups=4`, seed 0).
+- `ghost_r2`, `ghost_r4`: the Ghost module of GhostNet (Han et al., "GhostNet:
+  More Features from Cheap Operations", CVPR 2020), implemented below from
+  the paper's description for this comparison only: a primary 3x3 `Conv2D`
+  makes m = ceil(C / r) intrinsic maps, a cheap d x d depthwise conv
+  (d = 3, depth multiplier r - 1) makes the ghost maps from them, and the
+  intrinsic and ghost maps are concatenated (and cut to C). The paper's
+  BatchNormalization and ReLU after each conv are left out, as they are
+  for every other layer here, so the table compares the convolutions alone.
+  The primary conv uses the 3x3 kernel of the conv it replaces, as the
+  GroupNL seed conv does (GhostNet's own bottlenecks use a 1x1 primary
+  conv; the paper's ResNet/VGG experiments replace kxk convs by Ghost
+  modules with kxk primary convs).
+- `dw_separable`: `DepthwiseConv2D(3)` followed by a 1x1 `Conv2D(C)`.
+
+For every layer the script prints its parameters (total: GroupNL's include
+its 2 * num_groups * copies frozen sinusoid constants), its MACs per batch
+element (output pixels x conv kernel sizes: the sinusoids, the L2
+normalisation and the concatenations are elementwise work, not MACs), and
+its inference time per batch (median of interleaved rounds), each with its
+ratio to `conv2d` at the same shape.
+
+The TensorFlow backend in graph mode (`tf.function`) is the default; other
+runs each get a worker process (the Keras backend is fixed per process):
+
+    python benchmarks/cheap_conv_comparison.py                  # TF graph
+    python benchmarks/cheap_conv_comparison.py --xla            # + TF with XLA
+    python benchmarks/cheap_conv_comparison.py --backends tensorflow jax torch
+    python benchmarks/cheap_conv_comparison.py --shapes 56 --rounds 2
+    python benchmarks/cheap_conv_comparison.py --json runs/cheap_conv.json
+
+Compiled functions per run: TensorFlow `tf.function` (graph mode) with and
+without XLA (`jit_compile`), JAX `jax.jit` of `stateless_call`, torch eager
+under `torch.no_grad()`.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+SHAPES = {56: (56, 56, 64), 28: (28, 28, 128), 14: (14, 14, 256), 7: (7, 7, 512)}
+LAYERS = (
+    "conv2d",
+    "groupnl_r2",
+    "groupnl_r4",
+    "ghost_r2",
+    "ghost_r4",
+    "dw_separable",
+)
+BASELINE = "conv2d"
+RUNS = {
+    "tensorflow": ("tensorflow", "graph"),
+    "tensorflow-xla": ("tensorflow", "xla"),
+    "jax": ("jax", "jit"),
+    "torch": ("torch", "eager"),
+}
+
+
+def ghost_module_class():
+    """Defines `GhostModule` once Keras is imported (in the worker)."""
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="benchmarks")
+    class GhostModule(keras.layers.Layer):
+        """The Ghost module of GhostNet (Han et al., CVPR 2020), convs only.
+
+        A primary convolution makes `m = ceil(filters / ratio)` intrinsic
+        feature maps; a cheap depthwise convolution (`dw_size` x `dw_size`,
+        depth multiplier `ratio - 1`) makes `(ratio - 1) * m` ghost maps
+        from them, ghost map `i * (ratio - 1) + j` from intrinsic map `i`;
+        the output is the intrinsic maps followed by the ghost maps, cut to
+        `filters` channels. Written for this benchmark from the paper's
+        description. The paper follows both convs with BatchNormalization
+        (and ReLU); they are left out so that the layer compares with a bare
+        `Conv2D`.
+
+        Args:
+            filters: output channels.
+            kernel_size: kernel of the primary conv.
+            ratio: integer `s >= 2`; `1 / s` of the maps come from the
+                primary conv.
+            dw_size: kernel of the cheap depthwise conv.
+            strides: strides of the primary conv (the cheap conv has
+                stride 1).
+            padding: `"same"` or `"valid"` for the primary conv (the cheap
+                conv always pads `"same"`).
+        """
+
+        def __init__(
+            self,
+            filters,
+            kernel_size=3,
+            ratio=2,
+            dw_size=3,
+            strides=1,
+            padding="same",
+            **kwargs,
+        ):
+            super().__init__(**kwargs)
+            if not isinstance(ratio, int) or isinstance(ratio, bool) or ratio < 2:
+                raise ValueError(
+                    f"`ratio` must be an integer >= 2. Received: ratio={ratio!r}"
+                )
+            self.filters = int(filters)
+            self.kernel_size = kernel_size
+            self.ratio = ratio
+            self.dw_size = dw_size
+            self.strides = strides
+            self.padding = padding
+            self.intrinsic_channels = math.ceil(self.filters / ratio)
+            self.primary = keras.layers.Conv2D(
+                self.intrinsic_channels,
+                kernel_size,
+                strides=strides,
+                padding=padding,
+                use_bias=False,
+                name="primary",
+            )
+            self.cheap = keras.layers.DepthwiseConv2D(
+                dw_size,
+                padding="same",
+                depth_multiplier=ratio - 1,
+                use_bias=False,
+                name="cheap",
+            )
+            self.channel_axis = (
+                -1 if keras.config.image_data_format() == "channels_last" else 1
+            )
+
+        def build(self, input_shape):
+            self.primary.build(input_shape)
+            self.cheap.build(self.primary.compute_output_shape(input_shape))
+
+        def call(self, inputs):
+            intrinsic = self.primary(inputs)
+            ghost = self.cheap(intrinsic)
+            outputs = ops.concatenate([intrinsic, ghost], axis=self.channel_axis)
+            if self.intrinsic_channels * self.ratio != self.filters:
+                if self.channel_axis == -1:
+                    outputs = outputs[..., : self.filters]
+                else:
+                    outputs = outputs[:, : self.filters]
+            return outputs
+
+        def compute_output_shape(self, input_shape):
+            shape = list(self.primary.compute_output_shape(input_shape))
+            shape[self.channel_axis] = self.filters
+            return tuple(shape)
+
+        def get_config(self):
+            config = super().get_config()
+            config.update(
+                {
+                    "filters": self.filters,
+                    "kernel_size": self.kernel_size,
+                    "ratio": self.ratio,
+                    "dw_size": self.dw_size,
+                    "strides": self.strides,
+                    "padding": self.padding,
+                }
+            )
+            return config
+
+    return GhostModule
+
+
+def make_model(kind, shape, batch, ghost_module):
+    import keras
+
+    from keras_groupnl.layers import GroupNLConv2D
+
+    h, w, c = shape
+    inputs = keras.Input((h, w, c), batch_size=batch)
+    if kind == "conv2d":
+        outputs = keras.layers.Conv2D(c, 3, padding="same", use_bias=False)(inputs)
+    elif kind.startswith("groupnl_r"):
+        outputs = GroupNLConv2D(
+            c, 3, padding="same", reduction_ratio=int(kind[-1]), seed=0
+        )(inputs)
+    elif kind.startswith("ghost_r"):
+        outputs = ghost_module(c, 3, ratio=int(kind[-1]), dw_size=3)(inputs)
+    elif kind == "dw_separable":
+        x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(inputs)
+        outputs = keras.layers.Conv2D(c, 1, padding="same", use_bias=False)(x)
+    else:
+        raise ValueError(kind)
+    return keras.Model(inputs, outputs, name=kind)
+
+
+def conv_macs(model, shape):
+    """MACs per batch element: output pixels x the sizes of the conv kernels.
+
+    Every conv in these layers has stride 1 and 'same' padding, so each
+    outputs h x w pixels and costs, per pixel, the number of entries of
+    its kernel: Conv2D (kh, kw, in, out), DepthwiseConv2D (kh, kw, in,
+    multiplier), the GroupNL seed conv (kh, kw, in, seed maps).
+    """
+    import numpy as np
+
+    h, w, _ = shape
+    kernels = [
+        v for v in model.weights if v.path.split("/")[-1] == "kernel"
+    ]
+    return int(h * w * sum(int(np.prod(v.shape)) for v in kernels))
+
+
+def compiled_forward(model, mode):
+    """A function x -> model(x) compiled the way `mode` says, synchronous."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        fn = tf.function(
+            lambda x: model(x, training=False), jit_compile=(mode == "xla")
+        )
+        return lambda x: fn(x).numpy()
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+
+        @jax.jit
+        def fn(trainable, non_trainable, x):
+            y, _ = model.stateless_call(trainable, non_trainable, x)
+            return y
+
+        return lambda x: fn(trainable, non_trainable, x).block_until_ready()
+    import torch
+
+    def fn(x):
+        with torch.no_grad():
+            return model(x, training=False)
+
+    return fn
+
+
+def time_call(fn, x, iters):
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn(x)
+    return (time.perf_counter() - start) / iters
+
+
+def worker(mode, shapes, layers, batch, rounds, min_seconds):
+    import keras
+    import numpy as np
+
+    ghost_module = ghost_module_class()
+    rows = []
+    for key in shapes:
+        shape = SHAPES[key]
+        h, w, c = shape
+        print(f"PROGRESS {h}x{w}x{c}", flush=True)
+        x_np = np.random.default_rng(0).random((batch, h, w, c), "float32")
+        x = keras.ops.convert_to_tensor(x_np)
+        fns, info = {}, {}
+        for kind in layers:
+            keras.utils.set_random_seed(0)
+            model = make_model(kind, shape, batch, ghost_module)
+            info[kind] = {
+                "params": int(model.count_params()),
+                "trainable": int(
+                    sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+                ),
+                "macs": conv_macs(model, shape),
+            }
+            fns[kind] = compiled_forward(model, mode)
+            for _ in range(3):
+                fns[kind](x)  # compile and warm up
+        # An iteration count per layer that takes about min_seconds.
+        iters = {}
+        for kind, fn in fns.items():
+            once = time_call(fn, x, 2)
+            iters[kind] = max(2, int(min_seconds / max(once, 1e-6)))
+        samples = {kind: [] for kind in layers}
+        for _ in range(rounds):
+            for kind, fn in fns.items():
+                samples[kind].append(time_call(fn, x, iters[kind]))
+        for kind in layers:
+            rows.append(
+                {
+                    "shape": f"{h}x{w}x{c}",
+                    "layer": kind,
+                    **info[kind],
+                    "ms": 1000 * float(np.median(samples[kind])),
+                    "calls_per_round": iters[kind],
+                }
+            )
+    return rows
+
+
+def add_ratios(rows):
+    base = {r["shape"]: r for r in rows if r["layer"] == BASELINE}
+    for r in rows:
+        ref = base.get(r["shape"])
+        for field in ("params", "macs", "ms"):
+            r[f"{field}_ratio"] = (
+                r[field] / ref[field] if ref and ref[field] else None
+            )
+    return rows
+
+
+def _ratio(value):
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def print_table(title, rows):
+    print(f"\n### {title}\n")
+    print(
+        "| shape | layer | params | ratio | MACs / image | ratio "
+        "| ms / batch | ratio |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['shape']} | {r['layer']} | {r['params']:,} "
+            f"| {_ratio(r['params_ratio'])} | {r['macs']:,} "
+            f"| {_ratio(r['macs_ratio'])} | {r['ms']:.3f} "
+            f"| {_ratio(r['ms_ratio'])} |"
+        )
+
+
+def write_json(path, data):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".cheap_conv_", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def run_worker(run, args):
+    backend, _ = RUNS[run]
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        run,
+        "--batch",
+        str(args.batch),
+        "--rounds",
+        str(args.rounds),
+        "--min-seconds",
+        str(args.min_seconds),
+        "--shapes",
+        *map(str, args.shapes),
+        "--layers",
+        *args.layers,
+    ]
+    start = time.perf_counter()
+    with tempfile.TemporaryFile(mode="w+") as stderr:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+        rows = None
+        for line in proc.stdout:
+            if line.startswith("PROGRESS "):
+                elapsed = time.perf_counter() - start
+                print(f"  [{elapsed:5.0f} s] {run}: {line[9:].rstrip()}",
+                      flush=True)
+            elif line.startswith("ROWS "):
+                rows = json.loads(line[5:])
+        proc.wait()
+        if proc.returncode != 0 or rows is None:
+            stderr.seek(0)
+            print(stderr.read()[-3000:], file=sys.stderr)
+            raise SystemExit(f"the {run} worker failed (exit {proc.returncode})")
+    return add_ratios(rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=["tensorflow"],
+        choices=list(RUNS),
+        help="runs to make (default: tensorflow, graph mode)",
+    )
+    parser.add_argument(
+        "--xla",
+        action="store_true",
+        help="also time TensorFlow with XLA (same as adding tensorflow-xla "
+        "to --backends)",
+    )
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        type=int,
+        default=list(SHAPES),
+        choices=list(SHAPES),
+        help="spatial sizes of the ResNet stages to time (default: all)",
+    )
+    parser.add_argument(
+        "--layers",
+        nargs="+",
+        default=list(LAYERS),
+        choices=list(LAYERS),
+        help="layers to compare (default: all; conv2d is always included "
+        "as the baseline)",
+    )
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--min-seconds", type=float, default=0.3, help="time per sample"
+    )
+    parser.add_argument("--json", help="also write all rows to this file")
+    parser.add_argument("--worker", choices=list(RUNS), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.batch <= 0 or args.rounds <= 0:
+        parser.error("--batch and --rounds must be positive")
+    args.layers = [BASELINE] + [k for k in dict.fromkeys(args.layers) if k != BASELINE]
+    args.shapes = list(dict.fromkeys(args.shapes))
+
+    if args.worker:
+        rows = worker(
+            RUNS[args.worker][1],
+            args.shapes,
+            args.layers,
+            args.batch,
+            args.rounds,
+            args.min_seconds,
+        )
+        print("ROWS " + json.dumps(rows), flush=True)
+        return 0
+
+    runs = list(dict.fromkeys(args.backends))
+    if args.xla and "tensorflow-xla" not in runs:
+        runs.append("tensorflow-xla")
+    started = time.perf_counter()
+    machine = f"{platform.machine()}, {os.cpu_count()} cores"
+    print(
+        f"batch {args.batch}, C -> C channels, 3x3 receptive field, stride 1, "
+        f"'same' padding, no bias, float32; median of {args.rounds} "
+        f"interleaved rounds of >= {args.min_seconds} s; runs: "
+        f"{', '.join(runs)}; {machine}",
+        flush=True,
+    )
+    results = {}
+    for run in runs:
+        print(f"timing {run} ...", flush=True)
+        results[run] = run_worker(run, args)
+
+    for run, rows in results.items():
+        print_table(f"{run} ({RUNS[run][1]})", rows)
+    print(
+        "\nRatios are to conv2d at the same shape. Params: total (GroupNL's "
+        "include its frozen sinusoid constants). MACs: output pixels x conv "
+        "kernel sizes per image; the GroupNL sinusoids and normalisation "
+        "and all concatenations are elementwise and not counted. ghost_rN: "
+        "the Ghost module (GhostNet, Han et al. 2020) with a 3x3 primary "
+        "conv making C/N maps and a 3x3 depthwise cheap conv making the "
+        "rest, BatchNormalization/ReLU omitted (defined in this script for "
+        "the comparison). dw_separable: 3x3 depthwise + 1x1 conv."
+    )
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "settings": {
+                    "batch": args.batch,
+                    "rounds": args.rounds,
+                    "min_seconds": args.min_seconds,
+                    "shapes": [SHAPES[s] for s in args.shapes],
+                    "layers": args.layers,
+                    "runs": runs,
+                    "machine": machine,
+                },
+                "results": results,
+                "wall_seconds": time.perf_counter() - started,
+            },
+        )
+        print(f"Wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

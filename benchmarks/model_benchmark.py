@@ -1,0 +1,732 @@
+"""Whole-model cost of GroupNL against the plain models built by the same builder.
+
+For ResNet-18, ResNet-8 (MLPerf Tiny) and MobileNetV3-Small, compares the
+plain model (`conv_type="plain"`) with its GroupNL variants (`"dense"` for
+the ResNets, `"sparse"` for all three; MobileNetV3 has no dense variant)
+and prints one Markdown table per section, every figure also as a ratio to
+the plain model measured in the same run:
+
+1. Size: parameters (total and trainable) and MACs per image. MACs count
+   the convs and dense layers only: a GroupNL layer by its seed conv
+   kernel (its sinusoids are elementwise work, not MACs, and the sparse
+   layer's 0/1 channel-summation matmul is not counted), `DepthwiseConv2D`,
+   `Conv2D` (grouped ones by their grouped kernel) and `Dense`.
+2. Inference time per Keras backend (batch `--batch`): TensorFlow
+   `tf.function` (graph mode; `tensorflow-xla` adds `jit_compile=True`), JAX
+   `jax.jit` of `model.stateless_call`, torch eager under `torch.no_grad()`.
+3. Training-step time per backend: one `model.train_on_batch` call (one
+   Adam step, batch `--train-batch`) of a compiled model after warm-up
+   steps. `jit_compile` is False on TensorFlow (True on `tensorflow-xla`),
+   True on JAX (always XLA) and False (eager) on torch.
+4. int8 TFLite for phones (`keras_groupnl.converters.convert(...,
+   "phone", ...)`): file size and LiteRT latency (XNNPACK, 1 thread,
+   batch 1). The representative data is random (uniform over the model's
+   input range), which is enough for size and latency but says nothing
+   about int8 accuracy.
+
+Timings interleave the variants of one model round by round and report the
+median round (each round times about `--min-seconds`, at least one call).
+The Keras backend is fixed per process, so every backend runs in its own
+worker process (this script re-invoked with `KERAS_BACKEND` set); the size
+and TFLite sections run in a TensorFlow-backend worker.
+
+    python benchmarks/model_benchmark.py            # all, ~12-15 min on 2 cores
+    python benchmarks/model_benchmark.py --models resnet8 \\
+        --backends tensorflow --rounds 2 --skip-tflite   # a quick check
+    python benchmarks/model_benchmark.py --backends   # size and TFLite only
+    python benchmarks/model_benchmark.py --json runs/model_benchmark.json
+
+Run it on an otherwise idle machine: every backend uses all cores, and
+torch's thread pool in particular slows down many times over when another
+process competes for them.
+
+Models: `resnet18` (input `--image-size`, default 64x64x3, which takes the
+small-input stem: 3x3 stride-1 conv, no pooling), `resnet8` (32x32x3),
+`mobilenet_v3_small` (input `--image-size`, default 64x64x3, small-input
+stem); 10 classes, softmax head, `reduction_ratio=2`, `num_groups=4`,
+seed 0.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+MODELS = {
+    # key: (title, application function name, variants, fixed image size)
+    "resnet18": ("ResNet-18", "GroupNLResNet18", ("plain", "dense", "sparse"), None),
+    "resnet8": ("ResNet-8", "GroupNLResNet8", ("plain", "dense", "sparse"), 32),
+    "mobilenet_v3_small": (
+        "MobileNetV3-Small",
+        "GroupNLMobileNetV3Small",
+        ("plain", "sparse"),
+        None,
+    ),
+}
+# MobileNetV3 rescales [0, 255] to [-1, 1] inside the model.
+INPUT_SCALE = {"resnet18": 1.0, "resnet8": 1.0, "mobilenet_v3_small": 255.0}
+CLASSES = 10
+
+RUNS = {
+    "tensorflow": ("tensorflow", "graph"),
+    "tensorflow-xla": ("tensorflow", "xla"),
+    "jax": ("jax", "jit"),
+    "torch": ("torch", "eager"),
+}
+DEFAULT_RUNS = ("tensorflow", "jax", "torch")
+
+
+# ---------------------------------------------------------------------------
+# Worker side: everything below up to `main` runs with one Keras backend.
+
+
+def progress(message):
+    print(f"PROGRESS {message}", flush=True)
+
+
+def image_size(key, args):
+    fixed = MODELS[key][3]
+    return fixed if fixed else args.image_size
+
+
+def build(key, variant, args):
+    import keras
+
+    from keras_groupnl import applications
+
+    keras.utils.set_random_seed(0)
+    size = image_size(key, args)
+    function = getattr(applications, MODELS[key][1])
+    kwargs = dict(
+        input_shape=(size, size, 3),
+        classes=CLASSES,
+        conv_type=variant,
+        name=f"{key}_{variant}",
+    )
+    if variant != "plain":
+        kwargs.update(reduction_ratio=2, num_groups=4, seed=0)
+    return function(**kwargs)
+
+
+def random_inputs(key, args, batch, seed=0):
+    import numpy as np
+
+    size = image_size(key, args)
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch, size, size, 3), dtype="float32") * INPUT_SCALE[key]
+    y = rng.integers(0, CLASSES, size=(batch,)).astype("int32")
+    return x.astype("float32"), y
+
+
+def _all_layers(model):
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+def count_macs(model):
+    """Multiply-accumulates per image of the conv and dense layers.
+
+    GroupNL layers count their seed conv (the kernel they hold: dense, or
+    grouped for the sparse layer); the sinusoids that make the other maps
+    are elementwise and not counted.
+    """
+    import keras
+    import numpy as np
+
+    from keras_groupnl.layers import GroupNLConv2D
+    from keras_groupnl.layers import SparseGroupNLConv2D
+
+    total = 0
+    for layer in _all_layers(model):
+        if not layer.weights:
+            continue
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:
+            continue
+        shape = tuple(kernel.shape)
+        if isinstance(
+            layer,
+            (
+                GroupNLConv2D,
+                SparseGroupNLConv2D,
+                keras.layers.Conv2D,
+                keras.layers.DepthwiseConv2D,
+            ),
+        ):
+            out = layer.output.shape
+            if keras.config.image_data_format() == "channels_last":
+                spatial = out[1] * out[2]
+            else:
+                spatial = out[2] * out[3]
+            # Conv2D (groups too) and the GroupNL seed convs:
+            # (kh, kw, in_channels / groups, out_channels); DepthwiseConv2D:
+            # (kh, kw, in_channels, multiplier). Either way every output
+            # value costs kh * kw * shape[2] MACs.
+            total += spatial * int(np.prod(shape))
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(shape))
+    return int(total)
+
+
+def trainable_count(model):
+    import numpy as np
+
+    return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+
+
+def compiled_forward(model, mode):
+    """A function x -> model(x) compiled the way `mode` says, synchronous."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        fn = tf.function(
+            lambda x: model(x, training=False), jit_compile=(mode == "xla")
+        )
+        return lambda x: fn(x).numpy()
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+
+        @jax.jit
+        def fn(trainable, non_trainable, x):
+            y, _ = model.stateless_call(trainable, non_trainable, x)
+            return y
+
+        return lambda x: fn(trainable, non_trainable, x).block_until_ready()
+    import torch
+
+    def fn(x):
+        with torch.no_grad():
+            return model(x, training=False)
+
+    return fn
+
+
+def time_call(fn, iters):
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return (time.perf_counter() - start) / iters
+
+
+def interleaved_median(fns, rounds, min_seconds):
+    """{name: median seconds per call}, rounds interleaving the functions."""
+    import numpy as np
+
+    iters = {}
+    for name, fn in fns.items():
+        once = time_call(fn, 1)
+        iters[name] = max(1, int(min_seconds / max(once, 1e-6)))
+    samples = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            samples[name].append(time_call(fn, iters[name]))
+    return {name: float(np.median(s)) for name, s in samples.items()}, iters
+
+
+def timing_worker(run, args):
+    """Inference and training-step rows for one backend."""
+    import keras
+
+    mode = RUNS[run][1]
+    jit = {"graph": False, "xla": True, "jit": True, "eager": False}[mode]
+    rows = {"inference": [], "training": []}
+    for key in args.models:
+        variants = MODELS[key][2]
+        x_np, _ = random_inputs(key, args, args.batch)
+        x = keras.ops.convert_to_tensor(x_np)
+        models = {}
+        try:
+            fns = {}
+            for variant in variants:
+                progress(f"{run}: {key} {variant}: building, compiling inference")
+                models[variant] = build(key, variant, args)
+                forward = compiled_forward(models[variant], mode)
+                for _ in range(args.warmup):
+                    forward(x)
+                fns[variant] = lambda f=forward: f(x)
+            progress(f"{run}: {key}: timing inference")
+            medians, iters = interleaved_median(
+                fns, args.rounds, args.min_seconds
+            )
+            for variant in variants:
+                rows["inference"].append(
+                    {
+                        "model": key,
+                        "variant": variant,
+                        "batch": args.batch,
+                        "ms": 1000 * medians[variant],
+                        "calls_per_round": iters[variant],
+                    }
+                )
+        except Exception as error:  # keep the other models' figures
+            progress(f"{run}: {key}: inference failed: {error!r}")
+            for variant in variants:
+                rows["inference"].append(
+                    {"model": key, "variant": variant, "error": repr(error)}
+                )
+        del fns
+
+        xt, yt = random_inputs(key, args, args.train_batch, seed=1)
+        try:
+            steps = {}
+            for variant in variants:
+                progress(f"{run}: {key} {variant}: compiling training step")
+                if variant not in models:
+                    models[variant] = build(key, variant, args)
+                model = models[variant]
+                model.compile(
+                    optimizer=keras.optimizers.Adam(1e-3),
+                    loss="sparse_categorical_crossentropy",
+                    jit_compile=jit,
+                )
+                for _ in range(args.warmup):
+                    model.train_on_batch(xt, yt)
+                steps[variant] = (
+                    lambda m=model: m.train_on_batch(xt, yt)
+                )
+            progress(f"{run}: {key}: timing training steps")
+            medians, iters = interleaved_median(
+                steps, args.rounds, args.min_seconds
+            )
+            for variant in variants:
+                rows["training"].append(
+                    {
+                        "model": key,
+                        "variant": variant,
+                        "batch": args.train_batch,
+                        "ms": 1000 * medians[variant],
+                        "calls_per_round": iters[variant],
+                        "jit_compile": bool(models[variant].jit_compile),
+                    }
+                )
+        except Exception as error:
+            progress(f"{run}: {key}: training failed: {error!r}")
+            for variant in variants:
+                rows["training"].append(
+                    {"model": key, "variant": variant, "error": repr(error)}
+                )
+        del models
+        keras.backend.clear_session()
+    return rows
+
+
+def _litert_timer(path):
+    """A function that runs one random sample through a LiteRT model."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path, num_threads=1)
+    interpreter.allocate_tensors()
+    (inp,) = interpreter.get_input_details()
+    shape = tuple(inp["shape"])
+    sample = np.random.default_rng(2).random(shape, dtype="float32")
+    if np.dtype(inp["dtype"]) != np.float32:
+        scale, zero = inp["quantization"]
+        info = np.iinfo(inp["dtype"])
+        sample = np.clip(np.round(sample / scale) + zero, info.min, info.max)
+    sample = sample.astype(inp["dtype"])
+    index = inp["index"]
+
+    def run():
+        interpreter.set_tensor(index, sample)
+        interpreter.invoke()
+
+    return run
+
+
+def static_worker(args):
+    """Size rows, and int8 TFLite rows unless --skip-tflite."""
+    import keras
+
+    rows = {"size": [], "tflite": []}
+    workdir = tempfile.mkdtemp(prefix="model_benchmark_tflite_")
+    try:
+        for key in args.models:
+            variants = MODELS[key][2]
+            timers = {}
+            for variant in variants:
+                progress(f"size: {key} {variant}")
+                model = build(key, variant, args)
+                rows["size"].append(
+                    {
+                        "model": key,
+                        "variant": variant,
+                        "input": list(model.inputs[0].shape[1:]),
+                        "params": int(model.count_params()),
+                        "trainable": trainable_count(model),
+                        "macs": count_macs(model),
+                    }
+                )
+                if args.skip_tflite:
+                    continue
+                progress(f"tflite: converting {key} {variant}")
+                row = {"model": key, "variant": variant}
+                try:
+                    from keras_groupnl import converters
+
+                    x, _ = random_inputs(
+                        key, args, args.calibration_samples, seed=3
+                    )
+                    start = time.perf_counter()
+                    result = converters.convert(
+                        model,
+                        "phone",
+                        x,
+                        os.path.join(workdir, f"{key}_{variant}"),
+                        name=f"{key}_{variant}",
+                        calibration_samples=args.calibration_samples,
+                        verification_samples=min(8, args.calibration_samples),
+                        verbose=0,
+                    )
+                    latency = result.report["latency"]["litert_xnnpack_1_thread"]
+                    row.update(
+                        size_bytes=int(result.report["size_bytes"]),
+                        report_median_ms=float(latency["median_ms"]),
+                        report_runs=int(latency["runs"]),
+                        convert_seconds=time.perf_counter() - start,
+                    )
+                    timers[variant] = _litert_timer(result.tflite_path)
+                except Exception as error:
+                    progress(f"tflite: {key} {variant} failed: {error!r}")
+                    row["error"] = repr(error)
+                rows["tflite"].append(row)
+                del model
+                keras.backend.clear_session()
+            if timers:
+                progress(f"tflite: {key}: timing LiteRT")
+                for fn in timers.values():
+                    for _ in range(3):
+                        fn()
+                medians, _ = interleaved_median(
+                    timers, args.rounds, args.min_seconds
+                )
+                for row in rows["tflite"]:
+                    if row["model"] == key and row["variant"] in medians:
+                        row["ms"] = 1000 * medians[row["variant"]]
+    finally:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# Parent side.
+
+
+def add_ratios(rows, fields):
+    """Adds `<field>_ratio` (to the plain variant of the same model)."""
+    plain = {r["model"]: r for r in rows if r["variant"] == "plain"}
+    for r in rows:
+        base = plain.get(r["model"])
+        for field in fields:
+            value = r.get(field)
+            ref = None if base is None else base.get(field)
+            r[f"{field}_ratio"] = (
+                value / ref if value is not None and ref else None
+            )
+    return rows
+
+
+def _ratio(value):
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _name(r):
+    return MODELS[r["model"]][0]
+
+
+def print_size(rows):
+    print("\n### Size\n")
+    print(
+        "| model | input | variant | params (total) | trainable | ratio "
+        "| MACs / image | ratio |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        shape = "x".join(str(d) for d in r["input"])
+        print(
+            f"| {_name(r)} | {shape} | {r['variant']} | {r['params']:,} "
+            f"| {r['trainable']:,} | {_ratio(r['trainable_ratio'])} "
+            f"| {r['macs']:,} | {_ratio(r['macs_ratio'])} |"
+        )
+    print(
+        "\nRatios: trainable parameters and MACs against the plain model. "
+        "Total parameters include BatchNormalization statistics and the "
+        "frozen NLF values. MACs: conv and dense layers, GroupNL layers by "
+        "their seed conv."
+    )
+
+
+def print_timing(title, rows, unit):
+    print(f"\n### {title}\n")
+    print(f"| model | variant | ms / {unit} | ratio to plain |")
+    print("|---|---|---:|---:|")
+    for r in rows:
+        if "error" in r:
+            print(f"| {_name(r)} | {r['variant']} | failed: {r['error'][:80]} | |")
+            continue
+        print(
+            f"| {_name(r)} | {r['variant']} | {r['ms']:.2f} "
+            f"| {_ratio(r['ms_ratio'])} |"
+        )
+
+
+def print_tflite(rows):
+    print("\n### int8 TFLite (phone target), LiteRT XNNPACK, 1 thread, batch 1\n")
+    print(
+        "| model | variant | size (bytes) | ratio | latency (ms) | ratio "
+        "| converter's figure (ms) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        if "error" in r:
+            print(
+                f"| {_name(r)} | {r['variant']} "
+                f"| failed: {r['error'][:80]} | | | | |"
+            )
+            continue
+        ms = r.get("ms")
+        print(
+            f"| {_name(r)} | {r['variant']} | {r['size_bytes']:,} "
+            f"| {_ratio(r['size_bytes_ratio'])} "
+            f"| {'n/a' if ms is None else f'{ms:.3f}'} | {_ratio(r['ms_ratio'])} "
+            f"| {r['report_median_ms']:.3f} |"
+        )
+    print(
+        "\nCalibrated on random inputs (uniform over the model's input "
+        "range: [0, 1] for the ResNets, [0, 255] for MobileNetV3, which "
+        "rescales inside): fine for size and latency, meaningless for int8 "
+        "accuracy. Latency: the median of interleaved rounds measured here; "
+        "the last column is the converter report's own median "
+        "(`latency['litert_xnnpack_1_thread']['median_ms']`, measured at "
+        "conversion time, not interleaved)."
+    )
+
+
+def run_worker(name, args, env):
+    """Runs this script as a worker; echoes its progress, returns its rows."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", name]
+    cmd += ["--models", *args.models]
+    for option in (
+        "image_size",
+        "batch",
+        "train_batch",
+        "rounds",
+        "warmup",
+        "min_seconds",
+        "calibration_samples",
+    ):
+        cmd += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+    if args.skip_tflite:
+        cmd.append("--skip-tflite")
+    start = time.perf_counter()
+    with tempfile.TemporaryFile(mode="w+") as stderr:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+        rows = None
+        for line in proc.stdout:
+            if line.startswith("PROGRESS "):
+                elapsed = time.perf_counter() - start
+                print(f"  [{elapsed:6.0f} s] {line[9:].rstrip()}", flush=True)
+            elif line.startswith("ROWS "):
+                rows = json.loads(line[5:])
+        proc.wait()
+        if proc.returncode != 0 or rows is None:
+            stderr.seek(0)
+            print(stderr.read()[-3000:], file=sys.stderr)
+            raise SystemExit(f"the {name} worker failed (exit {proc.returncode})")
+    print(f"  {name} done in {time.perf_counter() - start:.0f} s", flush=True)
+    return rows
+
+
+def write_json(path, data):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".model_benchmark_", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def positive(kind):
+    def parse(text):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text}")
+        return value
+
+    return parse
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=list(MODELS),
+        choices=list(MODELS),
+        help="models to compare (default: all)",
+    )
+    parser.add_argument(
+        "--backends",
+        nargs="*",
+        default=list(DEFAULT_RUNS),
+        choices=list(RUNS),
+        help="timing runs (default: tensorflow jax torch; tensorflow-xla "
+        "adds jit_compile=True on TensorFlow; `--backends` with no value: "
+        "size and TFLite only)",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=positive(int),
+        default=64,
+        help="input side of ResNet-18 and MobileNetV3-Small (default 64; "
+        "ResNet-8 is always 32)",
+    )
+    parser.add_argument("--batch", type=positive(int), default=16,
+                        help="inference batch (default 16)")
+    parser.add_argument("--train-batch", type=positive(int), default=16,
+                        help="training batch (default 16)")
+    parser.add_argument("--rounds", type=positive(int), default=5,
+                        help="interleaved timing rounds, median reported "
+                        "(default 5)")
+    parser.add_argument("--warmup", type=positive(int), default=2,
+                        help="untimed calls / steps after compiling (default 2)")
+    parser.add_argument("--min-seconds", type=float, default=0.3,
+                        help="time per round and variant; calls that take "
+                        "longer are timed once (default 0.3)")
+    parser.add_argument("--calibration-samples", type=positive(int), default=32,
+                        help="random samples calibrating the int8 models "
+                        "(default 32)")
+    parser.add_argument("--skip-tflite", action="store_true",
+                        help="skip the int8 TFLite section")
+    parser.add_argument("--json", help="also write all rows to this file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.models = list(dict.fromkeys(args.models))
+    args.backends = list(dict.fromkeys(args.backends))
+
+    if args.worker:
+        if args.worker == "static":
+            rows = static_worker(args)
+        else:
+            rows = timing_worker(args.worker, args)
+        print("ROWS " + json.dumps(rows), flush=True)
+        return 0
+
+    started = time.perf_counter()
+    settings = {
+        "models": args.models,
+        "input_sizes": {k: image_size(k, args) for k in args.models},
+        "classes": CLASSES,
+        "groupnl": "reduction_ratio=2, num_groups=4, seed=0",
+        "backends": args.backends,
+        "batch": args.batch,
+        "train_batch": args.train_batch,
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "min_seconds": args.min_seconds,
+        "tflite": not args.skip_tflite,
+        "calibration_samples": args.calibration_samples,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"{platform.platform()}",
+        "python": platform.python_version(),
+    }
+    sizes = ", ".join(
+        f"{MODELS[k][0]} {s}x{s}x3" for k, s in settings["input_sizes"].items()
+    )
+    backends = ", ".join(args.backends) or "none"
+    print(
+        f"Settings: {sizes}; {CLASSES} classes; GroupNL "
+        f"{settings['groupnl']}.\nTimings: backends {backends}; "
+        f"inference batch {args.batch}, training batch {args.train_batch}; "
+        f"median of {args.rounds} interleaved rounds of >= "
+        f"{args.min_seconds} s (or one call), after {args.warmup} warm-up "
+        f"calls. TFLite: "
+        + (
+            f"int8 phone target, {args.calibration_samples} random "
+            "calibration samples."
+            if not args.skip_tflite
+            else "skipped."
+        )
+        + f"\nMachine: {settings['machine']}, Python {settings['python']}.",
+        flush=True,
+    )
+
+    base_env = dict(os.environ)
+    base_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    results = {"settings": settings, "inference": {}, "training": {}}
+    print("running size" + ("" if args.skip_tflite else " and int8 TFLite")
+          + " (tensorflow backend) ...", flush=True)
+    static = run_worker(
+        "static", args, dict(base_env, KERAS_BACKEND="tensorflow")
+    )
+    results["size"] = add_ratios(static["size"], ("params", "trainable", "macs"))
+    results["tflite"] = (
+        None
+        if args.skip_tflite
+        else add_ratios(static["tflite"], ("size_bytes", "ms", "report_median_ms"))
+    )
+    for run in args.backends:
+        print(f"timing {run} ...", flush=True)
+        rows = run_worker(run, args, dict(base_env, KERAS_BACKEND=RUNS[run][0]))
+        results["inference"][run] = add_ratios(rows["inference"], ("ms",))
+        results["training"][run] = add_ratios(rows["training"], ("ms",))
+    results["wall_seconds"] = time.perf_counter() - started
+
+    print_size(results["size"])
+    for run, rows in results["inference"].items():
+        print_timing(
+            f"Inference, {run} ({RUNS[run][1]}), batch {args.batch}",
+            rows,
+            "batch",
+        )
+    for run, rows in results["training"].items():
+        jit = {r.get("jit_compile") for r in rows if "error" not in r}
+        jit_text = ", ".join(f"jit_compile={j}" for j in sorted(jit, key=str))
+        print_timing(
+            f"Training step (train_on_batch, Adam), {run}, batch "
+            f"{args.train_batch}{', ' + jit_text if jit_text else ''}",
+            rows,
+            "step",
+        )
+    if results["tflite"] is not None:
+        print_tflite(results["tflite"])
+    print(f"\nTotal {results['wall_seconds'] / 60:.1f} min.")
+    if args.json:
+        write_json(args.json, results)
+        print(f"Wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
