@@ -101,7 +101,16 @@ class ConvChoice:
         seed,
         groupnl_strided,
         kernel_initializer,
+        allowed_conv_types=CONV_TYPES,
     ):
+        self.validate(
+            conv_type,
+            reduction_ratio,
+            num_groups,
+            seed,
+            groupnl_strided,
+            allowed_conv_types,
+        )
         self.conv_type = conv_type
         self.reduction_ratio = reduction_ratio
         self.num_groups = num_groups

@@ -143,14 +143,6 @@ def _efficientnet_edgetpu(
     include_preprocessing = _common.check_bool(
         include_preprocessing, "include_preprocessing"
     )
-    _common.ConvChoice.validate(
-        conv_type,
-        reduction_ratio,
-        num_groups,
-        seed,
-        groupnl_strided,
-        allowed_conv_types=("sparse", "plain"),
-    )
     stem = _common.resolve_stem(stem, input_shape)
     name = _common.check_name(
         name, model_id if conv_type == "plain" else f"groupnl_{model_id}"
@@ -162,6 +154,7 @@ def _efficientnet_edgetpu(
         seed,
         groupnl_strided,
         kernel_initializer=_CONV_KERNEL_INITIALIZER,
+        allowed_conv_types=("sparse", "plain"),
     )
     blocks = _blocks(stages)
     choice.check_plan(

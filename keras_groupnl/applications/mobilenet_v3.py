@@ -199,14 +199,6 @@ def _mobilenet_v3(
     include_preprocessing = _common.check_bool(
         include_preprocessing, "include_preprocessing"
     )
-    _common.ConvChoice.validate(
-        conv_type,
-        reduction_ratio,
-        num_groups,
-        seed,
-        groupnl_strided,
-        allowed_conv_types=("sparse", "plain"),
-    )
     stem = _common.resolve_stem(stem, input_shape)
     model_id = f"mobilenet_v3_{model_type}"
     name = _common.check_name(
@@ -219,6 +211,7 @@ def _mobilenet_v3(
         seed,
         groupnl_strided,
         kernel_initializer=_KERNEL_INITIALIZER,
+        allowed_conv_types=("sparse", "plain"),
     )
     rows, last_point_ch = _STACKS[model_type]
     blocks = [_resolve_block(row, alpha, minimalistic) for row in rows]

@@ -185,9 +185,6 @@ def _resnet(
         classifier_activation=classifier_activation,
         default_size=32 if tiny else 224,
     )
-    _common.ConvChoice.validate(
-        conv_type, reduction_ratio, num_groups, seed, groupnl_strided
-    )
     stem = "mlperf" if tiny else _common.resolve_stem(stem, input_shape)
     name = _common.check_name(
         name, model_id if conv_type == "plain" else f"groupnl_{model_id}"

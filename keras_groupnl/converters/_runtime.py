@@ -26,7 +26,25 @@ def _dequantize(y, detail):
     return (np.asarray(y, np.float32) - detail["zero_point"]) * detail["scale"]
 
 
-class LiteRTRunner:
+class _Runner:
+    """What both interpreters share: float in, float out, one sample a call.
+
+    Subclasses set `input_detail` / `output_detail` (dtype, scale, zero
+    point) and implement `invoke_raw` on an already quantized batch of one.
+    """
+
+    def predict(self, x, progress=None):
+        outputs = []
+        for i in range(len(x)):
+            raw = _quantize(x[i : i + 1], self.input_detail)
+            raw_out = self.invoke_raw(raw)
+            outputs.append(_dequantize(raw_out, self.output_detail))
+            if progress is not None:
+                progress(1)
+        return np.concatenate(outputs, axis=0)
+
+
+class LiteRTRunner(_Runner):
     """LiteRT interpreter on CPU with its default XNNPACK delegate."""
 
     def __init__(self, model_bytes, num_threads=1):
@@ -65,16 +83,6 @@ class LiteRTRunner:
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self.output_index)
 
-    def predict(self, x, progress=None):
-        outputs = []
-        for i in range(len(x)):
-            raw = _quantize(x[i : i + 1], self.input_detail)
-            raw_out = self.invoke_raw(raw)
-            outputs.append(_dequantize(raw_out, self.output_detail))
-            if progress is not None:
-                progress(1)
-        return np.concatenate(outputs, axis=0)
-
     def latency_ms(self, sample, runs=50, max_seconds=2.0):
         raw = _quantize(sample[None], self.input_detail)
         return _time_calls(lambda: self.invoke_raw(raw), runs, max_seconds)
@@ -106,7 +114,7 @@ class TFLMError(RuntimeError):
         self.log = log
 
 
-class TFLMRunner:
+class TFLMRunner(_Runner):
     """The TensorFlow Lite Micro interpreter (reference kernels, on host)."""
 
     def __init__(self, model_bytes, arena_size=None):
@@ -147,16 +155,6 @@ class TFLMRunner:
         self.interpreter.set_input(raw, 0)
         self.interpreter.invoke()
         return self.interpreter.get_output(0)
-
-    def predict(self, x, progress=None):
-        outputs = []
-        for i in range(len(x)):
-            raw = _quantize(x[i : i + 1], self.input_detail)
-            raw_out = self.invoke_raw(raw)
-            outputs.append(_dequantize(raw_out, self.output_detail))
-            if progress is not None:
-                progress(1)
-        return np.concatenate(outputs, axis=0)
 
     def latency_ms(self, sample, runs=20, max_seconds=2.0):
         raw = _quantize(sample[None], self.input_detail)
