@@ -53,6 +53,9 @@ import sys
 import tempfile
 import time
 
+from compiled_forward import compiled_forward
+from compiled_forward import write_json
+
 SHAPES = {56: (56, 56, 64), 28: (28, 28, 128), 14: (14, 14, 256), 7: (7, 7, 512)}
 LAYERS = (
     "conv2d",
@@ -220,38 +223,6 @@ def conv_macs(model, shape):
     return int(h * w * sum(int(np.prod(v.shape)) for v in kernels))
 
 
-def compiled_forward(model, mode):
-    """A function x -> model(x) compiled the way `mode` says, synchronous."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        fn = tf.function(
-            lambda x: model(x, training=False), jit_compile=(mode == "xla")
-        )
-        return lambda x: fn(x).numpy()
-    if backend == "jax":
-        import jax
-
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
-
-        @jax.jit
-        def fn(trainable, non_trainable, x):
-            y, _ = model.stateless_call(trainable, non_trainable, x)
-            return y
-
-        return lambda x: fn(trainable, non_trainable, x).block_until_ready()
-    import torch
-
-    def fn(x):
-        with torch.no_grad():
-            return model(x, training=False)
-
-    return fn
-
 
 def time_call(fn, x, iters):
     start = time.perf_counter()
@@ -338,19 +309,6 @@ def print_table(title, rows):
             f"| {_ratio(r['ms_ratio'])} |"
         )
 
-
-def write_json(path, data):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".cheap_conv_", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def run_worker(run, args):

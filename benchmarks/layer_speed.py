@@ -25,6 +25,9 @@ import subprocess
 import sys
 import time
 
+from compiled_forward import compiled_forward
+from compiled_forward import write_json
+
 SHAPES = {56: (56, 56, 64), 28: (28, 28, 128), 14: (14, 14, 256), 7: (7, 7, 512)}
 LAYERS = ("conv2d", "groupnl_r2", "groupnl_r4", "depthwise", "sparse_groupnl_r2")
 BASELINE = {
@@ -53,38 +56,6 @@ def make_layer(kind, channels):
         channels, 3, padding="same", reduction_ratio=ratio, seed=0
     )
 
-
-def compiled_forward(model, mode):
-    """A function x -> model(x) compiled the way `mode` says."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        fn = tf.function(
-            lambda x: model(x, training=False), jit_compile=(mode == "xla")
-        )
-        return lambda x: fn(x).numpy()
-    if backend == "jax":
-        import jax
-
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
-
-        @jax.jit
-        def fn(x):
-            y, _ = model.stateless_call(trainable, non_trainable, x)
-            return y
-
-        return lambda x: fn(x).block_until_ready()
-    import torch
-
-    def fn(x):
-        with torch.no_grad():
-            return model(x, training=False)
-
-    return fn
 
 
 def time_call(fn, x, iters):
@@ -228,10 +199,7 @@ def main(argv=None):
     for run, rows in results.items():
         print_table(f"{run} ({RUNS[run][1]})", rows)
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(tmp, args.json)
+        write_json(args.json, results)
     return 0
 
 

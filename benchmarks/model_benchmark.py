@@ -56,6 +56,9 @@ import sys
 import tempfile
 import time
 
+from compiled_forward import compiled_forward
+from compiled_forward import write_json
+
 MODELS = {
     # key: (title, application function name, variants, fixed image size)
     "resnet18": ("ResNet-18", "GroupNLResNet18", ("plain", "dense", "sparse"), None),
@@ -182,38 +185,6 @@ def trainable_count(model):
 
     return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
 
-
-def compiled_forward(model, mode):
-    """A function x -> model(x) compiled the way `mode` says, synchronous."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        fn = tf.function(
-            lambda x: model(x, training=False), jit_compile=(mode == "xla")
-        )
-        return lambda x: fn(x).numpy()
-    if backend == "jax":
-        import jax
-
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
-
-        @jax.jit
-        def fn(trainable, non_trainable, x):
-            y, _ = model.stateless_call(trainable, non_trainable, x)
-            return y
-
-        return lambda x: fn(trainable, non_trainable, x).block_until_ready()
-    import torch
-
-    def fn(x):
-        with torch.no_grad():
-            return model(x, training=False)
-
-    return fn
 
 
 def time_call(fn, iters):
@@ -555,19 +526,6 @@ def run_worker(name, args, env):
     print(f"  {name} done in {time.perf_counter() - start:.0f} s", flush=True)
     return rows
 
-
-def write_json(path, data):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".model_benchmark_", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def positive(kind):

@@ -11,7 +11,6 @@ and prints their summaries, parameter counts and test accuracies side by side.
 import argparse
 
 import keras
-import numpy as np
 
 from keras_groupnl.datasets import load_fashion_mnist
 from keras_groupnl.layers import GroupNLConv2D
