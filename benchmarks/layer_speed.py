@@ -7,6 +7,15 @@ layers, the median round is reported), and prints each one's time and its
 ratio to the layer it replaces: dense GroupNL against `Conv2D`, sparse
 GroupNL against `DepthwiseConv2D`.
 
+Two more rows per shape show where the time goes in a dense r = 4 layer:
+`seed_conv_r4`, its seed conv alone (a `Conv2D` with `filters / 4`
+filters), and `floor_r4`, one model that runs that seed conv, one `sin`
+over a tensor the size of the generated maps, and the concatenation of the
+two into the output. Every GroupNL implementation does at least these three
+things; where each op runs as its own kernel (TF graph mode, torch eager),
+none can be faster than `floor_r4`. Under XLA the `sin` and the
+concatenation can fuse with the ops around them.
+
 The Keras backend is fixed per process, so the script runs one worker
 process per backend and prints all tables at the end:
 
@@ -29,33 +38,66 @@ from compiled_forward import compiled_forward
 from compiled_forward import write_json
 
 SHAPES = {56: (56, 56, 64), 28: (28, 28, 128), 14: (14, 14, 256), 7: (7, 7, 512)}
-LAYERS = ("conv2d", "groupnl_r2", "groupnl_r4", "depthwise", "sparse_groupnl_r2")
+LAYERS = (
+    "conv2d",
+    "groupnl_r2",
+    "groupnl_r4",
+    "seed_conv_r4",
+    "floor_r4",
+    "depthwise",
+    "sparse_groupnl_r2",
+)
 BASELINE = {
     "conv2d": None,
     "groupnl_r2": "conv2d",
     "groupnl_r4": "conv2d",
+    "seed_conv_r4": "conv2d",
+    "floor_r4": "conv2d",
     "depthwise": None,
     "sparse_groupnl_r2": "depthwise",
 }
 
 
-def make_layer(kind, channels):
+def make_model(kind, height, width, channels, batch):
+    """The timed model of `kind` and the shapes of its inputs."""
     import keras
 
     from keras_groupnl.layers import GroupNLConv2D
     from keras_groupnl.layers import SparseGroupNLConv2D
 
+    shape = (batch, height, width, channels)
+    inputs = keras.Input(shape[1:], batch_size=batch)
     if kind == "conv2d":
-        return keras.layers.Conv2D(channels, 3, padding="same", use_bias=False)
-    if kind == "depthwise":
-        return keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)
-    if kind == "sparse_groupnl_r2":
-        return SparseGroupNLConv2D(channels, 3, padding="same", seed=0)
-    ratio = int(kind[-1])
-    return GroupNLConv2D(
-        channels, 3, padding="same", reduction_ratio=ratio, seed=0
-    )
-
+        layer = keras.layers.Conv2D(
+            channels, 3, padding="same", use_bias=False
+        )
+    elif kind == "depthwise":
+        layer = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)
+    elif kind == "sparse_groupnl_r2":
+        layer = SparseGroupNLConv2D(channels, 3, padding="same", seed=0)
+    elif kind.startswith("groupnl_r"):
+        layer = GroupNLConv2D(
+            channels, 3, padding="same", reduction_ratio=int(kind[-1]), seed=0
+        )
+    elif kind == "seed_conv_r4":
+        layer = keras.layers.Conv2D(
+            -(-channels // 4), 3, padding="same", use_bias=False
+        )
+    elif kind == "floor_r4":
+        seeds = -(-channels // 4)
+        generated_shape = shape[:3] + (channels - seeds,)
+        generated = keras.Input(generated_shape[1:], batch_size=batch)
+        seed_maps = keras.layers.Conv2D(
+            seeds, 3, padding="same", use_bias=False
+        )(inputs)
+        outputs = keras.layers.Concatenate()(
+            [seed_maps, keras.layers.Activation(keras.ops.sin)(generated)]
+        )
+        model = keras.Model([inputs, generated], outputs)
+        return model, [shape, generated_shape]
+    else:
+        raise ValueError(f"Unknown layer kind: {kind!r}")
+    return keras.Model(inputs, layer(inputs)), [shape]
 
 
 def time_call(fn, x, iters):
@@ -72,24 +114,29 @@ def worker(mode, shapes, batch, rounds, min_seconds):
     rows = []
     for key in shapes:
         h, w, c = SHAPES[key]
-        x_np = np.random.default_rng(0).random((batch, h, w, c), "float32")
-        x = keras.ops.convert_to_tensor(x_np)
-        fns = {}
+        rng = np.random.default_rng(0)
+        fns, inputs = {}, {}
         for kind in LAYERS:
-            inputs = keras.Input((h, w, c), batch_size=batch)
-            model = keras.Model(inputs, make_layer(kind, c)(inputs))
+            model, shapes_in = make_model(kind, h, w, c, batch)
+            x = [
+                keras.ops.convert_to_tensor(rng.random(s, "float32"))
+                for s in shapes_in
+            ]
+            inputs[kind] = x[0] if len(x) == 1 else x
             fns[kind] = compiled_forward(model, mode)
             for _ in range(3):
-                fns[kind](x)  # compile and warm up
+                fns[kind](inputs[kind])  # compile and warm up
         # Pick an iteration count per layer that takes about min_seconds.
         iters = {}
         for kind, fn in fns.items():
-            once = time_call(fn, x, 2)
+            once = time_call(fn, inputs[kind], 2)
             iters[kind] = max(2, int(min_seconds / max(once, 1e-6)))
         samples = {kind: [] for kind in LAYERS}
         for _ in range(rounds):
             for kind, fn in fns.items():
-                samples[kind].append(time_call(fn, x, iters[kind]))
+                samples[kind].append(
+                    time_call(fn, inputs[kind], iters[kind])
+                )
         for kind in LAYERS:
             rows.append(
                 {
@@ -196,6 +243,9 @@ def main(argv=None):
 
     print(f"\nbatch {args.batch}, 3x3 kernels, 'same' padding, float32, "
           f"median of {args.rounds} interleaved rounds")
+    print("seed_conv_r4: the seed conv of GroupNL r=4 alone; floor_r4: that "
+          "seed conv + one sin over the generated maps + the output "
+          "concatenation, the least a layer running one kernel per op can take")
     for run, rows in results.items():
         print_table(f"{run} ({RUNS[run][1]})", rows)
     if args.json:

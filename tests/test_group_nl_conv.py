@@ -356,6 +356,29 @@ def test_output_layout(cls):
     )
 
 
+@parametrize_layers
+@pytest.mark.parametrize("shuffle", [False, True], ids=["ordered", "shuffled"])
+def test_nlf_index_helpers_describe_the_output(cls, shuffle):
+    """nlf_source_channels / nlf_pair_index name each generated map's origin.
+
+    The converters build their lookup tables from these two arrays.
+    """
+    layer = cls(
+        11, 3, reduction_ratio=3, num_groups=2, shuffle=shuffle, seed=2,
+        kernel_initializer=NumpyNormal(),
+    )
+    x = np.random.default_rng(3).normal(size=(1, 6, 6, 8)).astype("float32")
+    y = to_numpy(layer(x))
+    s = layer.seed_channels
+    source = layer.nlf_source_channels()
+    pair = layer.nlf_pair_index()
+    assert source.shape == pair.shape == (layer.generated_channels,)
+    periods = to_numpy(layer.nlf_period).reshape(-1)[pair]
+    shifts = to_numpy(layer.nlf_shift).reshape(-1)[pair]
+    expected = np.sin(periods * (y[..., source] - shifts))
+    np.testing.assert_allclose(y[..., s:], expected, atol=1e-5)
+
+
 # --------------------------------------------------------------------------
 # Config, serialization, saving.
 # --------------------------------------------------------------------------

@@ -55,14 +55,6 @@ def groupnl_layers(model):
     return found
 
 
-def _source_channels(layer):
-    """The seed channel every generated channel is computed from."""
-    j = np.arange(layer.generated_channels)
-    if layer.shuffle:
-        return (j // layer.num_copies).astype(np.int32)
-    return (j % layer.seed_channels).astype(np.int32)
-
-
 def _numpy(variable, dtype=np.float32):
     # `.value` is the backend tensor of a keras.Variable.
     return np.asarray(
@@ -199,7 +191,7 @@ class _LayerExport:
             # As the layer computes it: sin(x * T + (-(T * phi))).
             self.pair_offsets = -(periods * shifts)
             self.pair_index = np.asarray(layer.nlf_pair_index(), np.int32)
-            self.source = _source_channels(layer)
+            self.source = layer.nlf_source_channels()
             self.channel_periods = periods[self.pair_index]
             self.channel_offsets = self.pair_offsets[self.pair_index]
 

@@ -295,6 +295,16 @@ class BaseGroupNLConv(keras.layers.Layer):
             pair = pair.T
         return pair.reshape(-1)[: self.generated_channels].astype("int32")
 
+    def nlf_source_channels(self):
+        """The seed channel of every generated channel, in output order.
+
+        Returns an int32 array with one entry per generated channel.
+        """
+        j = np.arange(self.generated_channels)
+        if self.shuffle:
+            return (j // self.num_copies).astype("int32")
+        return (j % self.seed_channels).astype("int32")
+
     def _check_input_channels(self, in_channels):
         pass
 
