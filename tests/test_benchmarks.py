@@ -1,0 +1,70 @@
+"""Smoke test of `benchmarks/layer_speed.py` on the current backend.
+
+The benchmark's figures are not asserted (timings belong in the benchmark,
+not in tests); this checks that every timed model still builds, runs and
+computes what its row claims, so the script does not rot between runs.
+"""
+
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks")
+)
+
+import layer_speed  # noqa: E402
+
+MODES = {"tensorflow": "graph", "jax": "jit", "torch": "eager"}
+
+
+def test_worker_times_every_layer_and_ratios_use_their_baselines():
+    mode = MODES[keras.backend.backend()]
+    rows = layer_speed.worker(
+        mode, shapes=[7], batch=1, rounds=1, min_seconds=0.001
+    )
+    assert [r["layer"] for r in rows] == list(layer_speed.LAYERS)
+    assert all(r["shape"] == "7x7x512" and r["ms"] > 0 for r in rows)
+    rows = layer_speed.add_ratios(rows)
+    ms = {r["layer"]: r["ms"] for r in rows}
+    for r in rows:
+        base = layer_speed.BASELINE[r["layer"]]
+        if base is None:
+            assert r["ratio"] is None
+        else:
+            assert r["ratio"] == pytest.approx(ms[r["layer"]] / ms[base])
+
+
+def test_floor_model_is_seed_conv_sin_and_concat():
+    model, shapes = layer_speed.make_model("floor_r4", 5, 5, 8, 2)
+    assert shapes == [(2, 5, 5, 8), (2, 5, 5, 6)]
+    rng = np.random.default_rng(0)
+    x, g = (rng.random(s, "float32") for s in shapes)
+    y = keras.ops.convert_to_numpy(model([x, g]))
+    assert y.shape == (2, 5, 5, 8)
+    np.testing.assert_allclose(y[..., 2:], np.sin(g), atol=1e-6)
+    conv = next(
+        layer for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2D)
+    )
+    assert conv.filters == 2
+
+
+def test_groupnl_rows_time_the_layers_they_name():
+    from keras_groupnl.layers import GroupNLConv2D
+    from keras_groupnl.layers import SparseGroupNLConv2D
+
+    expected = {
+        "groupnl_r4": (GroupNLConv2D, 4),
+        "groupnl_r2": (GroupNLConv2D, 2),
+        "sparse_groupnl_r2": (SparseGroupNLConv2D, 2),
+    }
+    for kind, (cls, ratio) in expected.items():
+        model, _ = layer_speed.make_model(kind, 7, 7, 16, 1)
+        layer = model.layers[-1]
+        assert type(layer) is cls
+        assert layer.reduction_ratio == ratio
+        assert layer.filters == 16
