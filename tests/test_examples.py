@@ -1,0 +1,62 @@
+"""Smoke test of the end-to-end example (`make demo`) at a tiny size.
+
+Runs in the TensorFlow process only (like the converter tests, it converts
+to TFLite). It checks that the main job still runs from data to report and
+that what it writes is consistent, not what accuracy it reaches.
+"""
+
+import json
+import os
+import sys
+
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples")
+sys.path.insert(0, EXAMPLES)
+
+import fashion_mnist_end_to_end as example  # noqa: E402
+
+from keras_groupnl.datasets import load_fashion_mnist  # noqa: E402
+
+
+def test_end_to_end_run_writes_a_consistent_report(tmp_path):
+    try:
+        load_fashion_mnist(download=False)
+    except Exception as error:  # noqa: BLE001
+        pytest.skip(f"Fashion-MNIST not available here: {error}")
+    out = tmp_path / "run"
+    results = example.main(
+        [
+            "--out", str(out),
+            "--train-size", "256",
+            "--epochs", "1",
+            "--corrupted-test-size", "16",
+            "--test-size", "200",
+        ]
+    )
+    for name in ("report.json", "report.md", *results["plots"]):
+        assert (out / os.path.basename(name)).is_file(), name
+    with open(out / "report.json") as f:
+        saved = json.load(f)
+    assert saved["int8_test_size"] == 200
+    assert saved["corrupted_test_size"] == 16
+    assert set(saved["models"]) == {"plain", "groupnl"}
+    assert saved["models"]["groupnl"]["params"] < saved["models"]["plain"]["params"]
+    for kind in ("plain", "groupnl"):
+        accuracies = saved["robustness"][kind]
+        assert 0.0 <= accuracies["clean"] <= 1.0
+    mcu = saved["int8"]["mcu"]
+    assert mcu["float_ops"] == 0
+    assert mcu["arena_bytes"] > 0
+    assert os.path.isfile(mcu["tflite"])
+    phone = saved["int8"]["phone"]
+    assert os.path.isfile(phone["tflite"])
+    assert set(phone["verification"]) == {"litert"}
+    assert set(mcu["verification"]) == {"litert", "tflm"}
+    for target in ("phone", "mcu"):
+        for figures in saved["int8"][target]["verification"].values():
+            assert 0.0 <= figures["accuracy"] <= 1.0
+            assert 0.0 <= figures["top1_agreement"] <= 1.0
+    report = (out / "report.md").read_text()
+    assert "Clean accuracy: 200 test images" in report
+    assert "groupnl" in report
