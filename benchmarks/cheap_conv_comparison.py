@@ -24,7 +24,7 @@ with a 3x3 receptive field, stride 1 and 'same' padding, without bias:
 
 For every layer the script prints its parameters (total: GroupNL's include
 its 2 * num_groups * copies frozen sinusoid constants), its MACs per batch
-element (output pixels x conv kernel sizes: the sinusoids, the L2
+element (`keras_groupnl.analysis.count_macs`: the sinusoids, the L2
 normalisation and the concatenations are elementwise work, not MACs), and
 its inference time per batch (median of interleaved rounds), each with its
 ratio to `conv2d` at the same shape.
@@ -74,116 +74,49 @@ RUNS = {
 }
 
 
-def ghost_module_class():
-    """Defines `GhostModule` once Keras is imported (in the worker)."""
+def ghost_module(inputs, filters, kernel_size=3, ratio=2, dw_size=3,
+                 name="ghost"):
+    """The Ghost module of GhostNet (Han et al., CVPR 2020), convs only.
+
+    A primary convolution makes `m = ceil(filters / ratio)` intrinsic
+    feature maps; a cheap depthwise convolution (`dw_size` x `dw_size`,
+    depth multiplier `ratio - 1`) makes `(ratio - 1) * m` ghost maps from
+    them, ghost map `i * (ratio - 1) + j` from intrinsic map `i`; the output
+    is the intrinsic maps followed by the ghost maps, cut to `filters`
+    channels. Written for this benchmark from the paper's description, with
+    Keras layers in the functional graph (so `count_macs` sees both convs).
+    The paper follows both convs with BatchNormalization (and ReLU); they
+    are left out so that the module compares with a bare `Conv2D`.
+    """
     import keras
-    from keras import ops
 
-    @keras.saving.register_keras_serializable(package="benchmarks")
-    class GhostModule(keras.layers.Layer):
-        """The Ghost module of GhostNet (Han et al., CVPR 2020), convs only.
-
-        A primary convolution makes `m = ceil(filters / ratio)` intrinsic
-        feature maps; a cheap depthwise convolution (`dw_size` x `dw_size`,
-        depth multiplier `ratio - 1`) makes `(ratio - 1) * m` ghost maps
-        from them, ghost map `i * (ratio - 1) + j` from intrinsic map `i`;
-        the output is the intrinsic maps followed by the ghost maps, cut to
-        `filters` channels. Written for this benchmark from the paper's
-        description. The paper follows both convs with BatchNormalization
-        (and ReLU); they are left out so that the layer compares with a bare
-        `Conv2D`.
-
-        Args:
-            filters: output channels.
-            kernel_size: kernel of the primary conv.
-            ratio: integer `s >= 2`; `1 / s` of the maps come from the
-                primary conv.
-            dw_size: kernel of the cheap depthwise conv.
-            strides: strides of the primary conv (the cheap conv has
-                stride 1).
-            padding: `"same"` or `"valid"` for the primary conv (the cheap
-                conv always pads `"same"`).
-        """
-
-        def __init__(
-            self,
-            filters,
-            kernel_size=3,
-            ratio=2,
-            dw_size=3,
-            strides=1,
-            padding="same",
-            **kwargs,
-        ):
-            super().__init__(**kwargs)
-            if not isinstance(ratio, int) or isinstance(ratio, bool) or ratio < 2:
-                raise ValueError(
-                    f"`ratio` must be an integer >= 2. Received: ratio={ratio!r}"
-                )
-            self.filters = int(filters)
-            self.kernel_size = kernel_size
-            self.ratio = ratio
-            self.dw_size = dw_size
-            self.strides = strides
-            self.padding = padding
-            self.intrinsic_channels = math.ceil(self.filters / ratio)
-            self.primary = keras.layers.Conv2D(
-                self.intrinsic_channels,
-                kernel_size,
-                strides=strides,
-                padding=padding,
-                use_bias=False,
-                name="primary",
-            )
-            self.cheap = keras.layers.DepthwiseConv2D(
-                dw_size,
-                padding="same",
-                depth_multiplier=ratio - 1,
-                use_bias=False,
-                name="cheap",
-            )
-            self.channel_axis = (
-                -1 if keras.config.image_data_format() == "channels_last" else 1
-            )
-
-        def build(self, input_shape):
-            self.primary.build(input_shape)
-            self.cheap.build(self.primary.compute_output_shape(input_shape))
-
-        def call(self, inputs):
-            intrinsic = self.primary(inputs)
-            ghost = self.cheap(intrinsic)
-            outputs = ops.concatenate([intrinsic, ghost], axis=self.channel_axis)
-            if self.intrinsic_channels * self.ratio != self.filters:
-                if self.channel_axis == -1:
-                    outputs = outputs[..., : self.filters]
-                else:
-                    outputs = outputs[:, : self.filters]
-            return outputs
-
-        def compute_output_shape(self, input_shape):
-            shape = list(self.primary.compute_output_shape(input_shape))
-            shape[self.channel_axis] = self.filters
-            return tuple(shape)
-
-        def get_config(self):
-            config = super().get_config()
-            config.update(
-                {
-                    "filters": self.filters,
-                    "kernel_size": self.kernel_size,
-                    "ratio": self.ratio,
-                    "dw_size": self.dw_size,
-                    "strides": self.strides,
-                    "padding": self.padding,
-                }
-            )
-            return config
-
-    return GhostModule
+    if not isinstance(ratio, int) or isinstance(ratio, bool) or ratio < 2:
+        raise ValueError(
+            f"`ratio` must be an integer >= 2. Received: ratio={ratio!r}"
+        )
+    intrinsic = keras.layers.Conv2D(
+        math.ceil(filters / ratio),
+        kernel_size,
+        padding="same",
+        use_bias=False,
+        name=f"{name}_primary",
+    )(inputs)
+    ghost = keras.layers.DepthwiseConv2D(
+        dw_size,
+        padding="same",
+        depth_multiplier=ratio - 1,
+        use_bias=False,
+        name=f"{name}_cheap",
+    )(intrinsic)
+    outputs = keras.layers.Concatenate(name=f"{name}_concat")(
+        [intrinsic, ghost]
+    )
+    if outputs.shape[-1] != filters:
+        outputs = outputs[..., :filters]
+    return outputs
 
 
-def make_model(kind, shape, batch, ghost_module):
+def make_model(kind, shape, batch):
     import keras
 
     from keras_groupnl.layers import GroupNLConv2D
@@ -197,31 +130,13 @@ def make_model(kind, shape, batch, ghost_module):
             c, 3, padding="same", reduction_ratio=int(kind[-1]), seed=0
         )(inputs)
     elif kind.startswith("ghost_r"):
-        outputs = ghost_module(c, 3, ratio=int(kind[-1]), dw_size=3)(inputs)
+        outputs = ghost_module(inputs, c, 3, ratio=int(kind[-1]), dw_size=3)
     elif kind == "dw_separable":
         x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(inputs)
         outputs = keras.layers.Conv2D(c, 1, padding="same", use_bias=False)(x)
     else:
         raise ValueError(kind)
     return keras.Model(inputs, outputs, name=kind)
-
-
-def conv_macs(model, shape):
-    """MACs per batch element: output pixels x the sizes of the conv kernels.
-
-    Every conv in these layers has stride 1 and 'same' padding, so each
-    outputs h x w pixels and costs, per pixel, the number of entries of
-    its kernel: Conv2D (kh, kw, in, out), DepthwiseConv2D (kh, kw, in,
-    multiplier), the GroupNL seed conv (kh, kw, in, seed maps).
-    """
-    import numpy as np
-
-    h, w, _ = shape
-    kernels = [
-        v for v in model.weights if v.path.split("/")[-1] == "kernel"
-    ]
-    return int(h * w * sum(int(np.prod(v.shape)) for v in kernels))
-
 
 
 def time_call(fn, x, iters):
@@ -235,7 +150,8 @@ def worker(mode, shapes, layers, batch, rounds, min_seconds):
     import keras
     import numpy as np
 
-    ghost_module = ghost_module_class()
+    from keras_groupnl.analysis import count_macs
+
     rows = []
     for key in shapes:
         shape = SHAPES[key]
@@ -246,13 +162,13 @@ def worker(mode, shapes, layers, batch, rounds, min_seconds):
         fns, info = {}, {}
         for kind in layers:
             keras.utils.set_random_seed(0)
-            model = make_model(kind, shape, batch, ghost_module)
+            model = make_model(kind, shape, batch)
             info[kind] = {
                 "params": int(model.count_params()),
                 "trainable": int(
                     sum(int(np.prod(v.shape)) for v in model.trainable_weights)
                 ),
-                "macs": conv_macs(model, shape),
+                "macs": count_macs(model),
             }
             fns[kind] = compiled_forward(model, mode)
             for _ in range(3):

@@ -125,61 +125,6 @@ def random_inputs(key, args, batch, seed=0):
     return x.astype("float32"), y
 
 
-def _all_layers(model):
-    import keras
-
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-        else:
-            yield layer
-
-
-def count_macs(model):
-    """Multiply-accumulates per image of the conv and dense layers.
-
-    GroupNL layers count their seed conv (the kernel they hold: dense, or
-    grouped for the sparse layer); the sinusoids that make the other maps
-    are elementwise and not counted.
-    """
-    import keras
-    import numpy as np
-
-    from keras_groupnl.layers import GroupNLConv2D
-    from keras_groupnl.layers import SparseGroupNLConv2D
-
-    total = 0
-    for layer in _all_layers(model):
-        if not layer.weights:
-            continue
-        kernel = getattr(layer, "kernel", None)
-        if kernel is None:
-            continue
-        shape = tuple(kernel.shape)
-        if isinstance(
-            layer,
-            (
-                GroupNLConv2D,
-                SparseGroupNLConv2D,
-                keras.layers.Conv2D,
-                keras.layers.DepthwiseConv2D,
-            ),
-        ):
-            out = layer.output.shape
-            if keras.config.image_data_format() == "channels_last":
-                spatial = out[1] * out[2]
-            else:
-                spatial = out[2] * out[3]
-            # Conv2D (groups too) and the GroupNL seed convs:
-            # (kh, kw, in_channels / groups, out_channels); DepthwiseConv2D:
-            # (kh, kw, in_channels, multiplier). Either way every output
-            # value costs kh * kw * shape[2] MACs.
-            total += spatial * int(np.prod(shape))
-        elif isinstance(layer, keras.layers.Dense):
-            total += int(np.prod(shape))
-    return int(total)
-
-
 def trainable_count(model):
     import numpy as np
 
@@ -324,6 +269,8 @@ def static_worker(args):
     """Size rows, and int8 TFLite rows unless --skip-tflite."""
     import keras
 
+    from keras_groupnl.analysis import count_macs
+
     rows = {"size": [], "tflite": []}
     workdir = tempfile.mkdtemp(prefix="model_benchmark_tflite_")
     try:
@@ -439,7 +386,8 @@ def print_size(rows):
     print(
         "\nRatios: trainable parameters and MACs against the plain model. "
         "Total parameters include BatchNormalization statistics and the "
-        "frozen NLF values. MACs: conv and dense layers, GroupNL layers by "
+        "frozen NLF values. MACs (keras_groupnl.analysis.count_macs): conv "
+        "and dense layers, GroupNL layers by "
         "their seed conv."
     )
 

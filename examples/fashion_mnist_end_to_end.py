@@ -26,6 +26,7 @@ import keras
 import numpy as np
 
 from keras_groupnl import applications
+from keras_groupnl.analysis import count_macs
 from keras_groupnl import converters
 from keras_groupnl.datasets import load_fashion_mnist
 from keras_groupnl.robustness import CORRUPTIONS
@@ -257,31 +258,6 @@ def markdown(results):
                   f"bytes; ops to register: {', '.join(conv['mcu']['ops'])}."]
     lines.append("")
     return "\n".join(lines)
-
-
-def count_macs(model):
-    """Multiply-accumulates of the conv and dense layers for one image."""
-    from keras_groupnl.layers import GroupNLConv2D
-    from keras_groupnl.layers import SparseGroupNLConv2D
-
-    total = 0
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        out = layer.output.shape
-        kernel = getattr(layer, "kernel", None)
-        if isinstance(layer, (GroupNLConv2D, SparseGroupNLConv2D)):
-            kh, kw, cin, cout = kernel.shape
-            total += out[1] * out[2] * kh * kw * cin * cout
-        elif isinstance(layer, keras.layers.DepthwiseConv2D):
-            kh, kw, cin, mult = layer.kernel.shape
-            total += out[1] * out[2] * kh * kw * cin * mult
-        elif isinstance(layer, keras.layers.Conv2D):
-            kh, kw, cin, cout = kernel.shape
-            total += out[1] * out[2] * kh * kw * cin * cout
-        elif isinstance(layer, keras.layers.Dense):
-            total += int(np.prod(kernel.shape))
-    return int(total)
 
 
 def main(argv=None):

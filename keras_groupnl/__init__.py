@@ -1,5 +1,6 @@
 """keras-groupnl: GroupNL convolutions, models and converters for Keras 3."""
 
+from keras_groupnl import analysis
 from keras_groupnl import applications
 from keras_groupnl import converters
 from keras_groupnl import datasets
@@ -9,6 +10,7 @@ from keras_groupnl import robustness
 __version__ = "0.1.0"
 
 __all__ = [
+    "analysis",
     "applications",
     "converters",
     "datasets",
