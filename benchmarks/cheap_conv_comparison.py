@@ -44,17 +44,18 @@ under `torch.no_grad()`.
 """
 
 import argparse
-import json
 import math
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 
-from compiled_forward import compiled_forward
-from compiled_forward import write_json
+from backend_runs import report_progress
+from backend_runs import report_rows
+from backend_runs import run_worker
+from backend_runs import write_json
+from timing import compiled_forward
+from timing import interleaved_median
 
 SHAPES = {56: (56, 56, 64), 28: (28, 28, 128), 14: (14, 14, 256), 7: (7, 7, 512)}
 LAYERS = (
@@ -139,13 +140,6 @@ def make_model(kind, shape, batch):
     return keras.Model(inputs, outputs, name=kind)
 
 
-def time_call(fn, x, iters):
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn(x)
-    return (time.perf_counter() - start) / iters
-
-
 def worker(mode, shapes, layers, batch, rounds, min_seconds):
     import keras
     import numpy as np
@@ -156,7 +150,7 @@ def worker(mode, shapes, layers, batch, rounds, min_seconds):
     for key in shapes:
         shape = SHAPES[key]
         h, w, c = shape
-        print(f"PROGRESS {h}x{w}x{c}", flush=True)
+        report_progress(f"{h}x{w}x{c}")
         x_np = np.random.default_rng(0).random((batch, h, w, c), "float32")
         x = keras.ops.convert_to_tensor(x_np)
         fns, info = {}, {}
@@ -173,22 +167,19 @@ def worker(mode, shapes, layers, batch, rounds, min_seconds):
             fns[kind] = compiled_forward(model, mode)
             for _ in range(3):
                 fns[kind](x)  # compile and warm up
-        # An iteration count per layer that takes about min_seconds.
-        iters = {}
-        for kind, fn in fns.items():
-            once = time_call(fn, x, 2)
-            iters[kind] = max(2, int(min_seconds / max(once, 1e-6)))
-        samples = {kind: [] for kind in layers}
-        for _ in range(rounds):
-            for kind, fn in fns.items():
-                samples[kind].append(time_call(fn, x, iters[kind]))
+        medians, iters = interleaved_median(
+            {kind: (lambda fn=fn: fn(x)) for kind, fn in fns.items()},
+            rounds,
+            min_seconds,
+            min_iters=2,
+        )
         for kind in layers:
             rows.append(
                 {
                     "shape": f"{h}x{w}x{c}",
                     "layer": kind,
                     **info[kind],
-                    "ms": 1000 * float(np.median(samples[kind])),
+                    "ms": 1000 * medians[kind],
                     "calls_per_round": iters[kind],
                 }
             )
@@ -225,47 +216,6 @@ def print_table(title, rows):
             f"| {_ratio(r['ms_ratio'])} |"
         )
 
-
-
-def run_worker(run, args):
-    backend, _ = RUNS[run]
-    env = dict(os.environ, KERAS_BACKEND=backend)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    cmd = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--worker",
-        run,
-        "--batch",
-        str(args.batch),
-        "--rounds",
-        str(args.rounds),
-        "--min-seconds",
-        str(args.min_seconds),
-        "--shapes",
-        *map(str, args.shapes),
-        "--layers",
-        *args.layers,
-    ]
-    start = time.perf_counter()
-    with tempfile.TemporaryFile(mode="w+") as stderr:
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
-        )
-        rows = None
-        for line in proc.stdout:
-            if line.startswith("PROGRESS "):
-                elapsed = time.perf_counter() - start
-                print(f"  [{elapsed:5.0f} s] {run}: {line[9:].rstrip()}",
-                      flush=True)
-            elif line.startswith("ROWS "):
-                rows = json.loads(line[5:])
-        proc.wait()
-        if proc.returncode != 0 or rows is None:
-            stderr.seek(0)
-            print(stderr.read()[-3000:], file=sys.stderr)
-            raise SystemExit(f"the {run} worker failed (exit {proc.returncode})")
-    return add_ratios(rows)
 
 
 def main(argv=None):
@@ -324,7 +274,7 @@ def main(argv=None):
             args.rounds,
             args.min_seconds,
         )
-        print("ROWS " + json.dumps(rows), flush=True)
+        report_rows(rows)
         return 0
 
     runs = list(dict.fromkeys(args.backends))
@@ -342,7 +292,15 @@ def main(argv=None):
     results = {}
     for run in runs:
         print(f"timing {run} ...", flush=True)
-        results[run] = run_worker(run, args)
+        worker_args = [
+            "--batch", str(args.batch),
+            "--rounds", str(args.rounds),
+            "--min-seconds", str(args.min_seconds),
+            "--shapes", *map(str, args.shapes),
+            "--layers", *args.layers,
+        ]
+        rows = run_worker(__file__, run, RUNS[run][0], worker_args)
+        results[run] = add_ratios(rows)
 
     for run, rows in results.items():
         print_table(f"{run} ({RUNS[run][1]})", rows)

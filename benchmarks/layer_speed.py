@@ -28,14 +28,13 @@ and without XLA (`jit_compile`), JAX `jax.jit` (always XLA), torch eager under
 """
 
 import argparse
-import json
-import os
-import subprocess
 import sys
-import time
 
-from compiled_forward import compiled_forward
-from compiled_forward import write_json
+from backend_runs import report_rows
+from backend_runs import run_worker
+from backend_runs import write_json
+from timing import compiled_forward
+from timing import interleaved_median
 
 SHAPES = {56: (56, 56, 64), 28: (28, 28, 128), 14: (14, 14, 256), 7: (7, 7, 512)}
 LAYERS = (
@@ -100,13 +99,6 @@ def make_model(kind, height, width, channels, batch):
     return keras.Model(inputs, layer(inputs)), [shape]
 
 
-def time_call(fn, x, iters):
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn(x)
-    return (time.perf_counter() - start) / iters
-
-
 def worker(mode, shapes, batch, rounds, min_seconds):
     import keras
     import numpy as np
@@ -126,23 +118,21 @@ def worker(mode, shapes, batch, rounds, min_seconds):
             fns[kind] = compiled_forward(model, mode)
             for _ in range(3):
                 fns[kind](inputs[kind])  # compile and warm up
-        # Pick an iteration count per layer that takes about min_seconds.
-        iters = {}
-        for kind, fn in fns.items():
-            once = time_call(fn, inputs[kind], 2)
-            iters[kind] = max(2, int(min_seconds / max(once, 1e-6)))
-        samples = {kind: [] for kind in LAYERS}
-        for _ in range(rounds):
-            for kind, fn in fns.items():
-                samples[kind].append(
-                    time_call(fn, inputs[kind], iters[kind])
-                )
+        medians, _ = interleaved_median(
+            {
+                kind: (lambda fn=fn, x=inputs[kind]: fn(x))
+                for kind, fn in fns.items()
+            },
+            rounds,
+            min_seconds,
+            min_iters=2,
+        )
         for kind in LAYERS:
             rows.append(
                 {
                     "shape": f"{h}x{w}x{c}",
                     "layer": kind,
-                    "ms": 1000 * float(np.median(samples[kind])),
+                    "ms": 1000 * medians[kind],
                 }
             )
     return rows
@@ -211,35 +201,20 @@ def main(argv=None):
             args.rounds,
             args.min_seconds,
         )
-        print("ROWS " + json.dumps(rows))
+        report_rows(rows)
         return 0
 
     results = {}
     for run in args.backends:
-        backend, _ = RUNS[run]
-        env = dict(os.environ, KERAS_BACKEND=backend)
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        cmd = [
-            sys.executable,
-            os.path.abspath(__file__),
-            "--worker",
-            run,
-            "--batch",
-            str(args.batch),
-            "--rounds",
-            str(args.rounds),
-            "--min-seconds",
-            str(args.min_seconds),
-            "--shapes",
-            *map(str, args.shapes),
+        worker_args = [
+            "--batch", str(args.batch),
+            "--rounds", str(args.rounds),
+            "--min-seconds", str(args.min_seconds),
+            "--shapes", *map(str, args.shapes),
         ]
         print(f"timing {run} ...", flush=True)
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        lines = [l for l in proc.stdout.splitlines() if l.startswith("ROWS ")]
-        if proc.returncode != 0 or not lines:
-            print(proc.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"the {run} worker failed (exit {proc.returncode})")
-        results[run] = add_ratios(json.loads(lines[-1][5:]))
+        rows = run_worker(__file__, run, RUNS[run][0], worker_args)
+        results[run] = add_ratios(rows)
 
     print(f"\nbatch {args.batch}, 3x3 kernels, 'same' padding, float32, "
           f"median of {args.rounds} interleaved rounds")

@@ -48,16 +48,18 @@ seed 0.
 """
 
 import argparse
-import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 
-from compiled_forward import compiled_forward
-from compiled_forward import write_json
+from backend_runs import report_progress as progress
+from backend_runs import report_rows
+from backend_runs import run_worker
+from backend_runs import write_json
+from timing import compiled_forward
+from timing import interleaved_median
 
 MODELS = {
     # key: (title, application function name, variants, fixed image size)
@@ -85,10 +87,6 @@ DEFAULT_RUNS = ("tensorflow", "jax", "torch")
 
 # ---------------------------------------------------------------------------
 # Worker side: everything below up to `main` runs with one Keras backend.
-
-
-def progress(message):
-    print(f"PROGRESS {message}", flush=True)
 
 
 def image_size(key, args):
@@ -130,28 +128,6 @@ def trainable_count(model):
 
     return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
 
-
-
-def time_call(fn, iters):
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    return (time.perf_counter() - start) / iters
-
-
-def interleaved_median(fns, rounds, min_seconds):
-    """{name: median seconds per call}, rounds interleaving the functions."""
-    import numpy as np
-
-    iters = {}
-    for name, fn in fns.items():
-        once = time_call(fn, 1)
-        iters[name] = max(1, int(min_seconds / max(once, 1e-6)))
-    samples = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            samples[name].append(time_call(fn, iters[name]))
-    return {name: float(np.median(s)) for name, s in samples.items()}, iters
 
 
 def timing_worker(run, args):
@@ -438,44 +414,6 @@ def print_tflite(rows):
     )
 
 
-def run_worker(name, args, env):
-    """Runs this script as a worker; echoes its progress, returns its rows."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", name]
-    cmd += ["--models", *args.models]
-    for option in (
-        "image_size",
-        "batch",
-        "train_batch",
-        "rounds",
-        "warmup",
-        "min_seconds",
-        "calibration_samples",
-    ):
-        cmd += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
-    if args.skip_tflite:
-        cmd.append("--skip-tflite")
-    start = time.perf_counter()
-    with tempfile.TemporaryFile(mode="w+") as stderr:
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
-        )
-        rows = None
-        for line in proc.stdout:
-            if line.startswith("PROGRESS "):
-                elapsed = time.perf_counter() - start
-                print(f"  [{elapsed:6.0f} s] {line[9:].rstrip()}", flush=True)
-            elif line.startswith("ROWS "):
-                rows = json.loads(line[5:])
-        proc.wait()
-        if proc.returncode != 0 or rows is None:
-            stderr.seek(0)
-            print(stderr.read()[-3000:], file=sys.stderr)
-            raise SystemExit(f"the {name} worker failed (exit {proc.returncode})")
-    print(f"  {name} done in {time.perf_counter() - start:.0f} s", flush=True)
-    return rows
-
-
-
 def positive(kind):
     def parse(text):
         value = kind(text)
@@ -546,7 +484,7 @@ def main(argv=None):
             rows = static_worker(args)
         else:
             rows = timing_worker(args.worker, args)
-        print("ROWS " + json.dumps(rows), flush=True)
+        report_rows(rows)
         return 0
 
     started = time.perf_counter()
@@ -588,14 +526,25 @@ def main(argv=None):
         flush=True,
     )
 
-    base_env = dict(os.environ)
-    base_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    worker_args = ["--models", *args.models]
+    for option in (
+        "image_size",
+        "batch",
+        "train_batch",
+        "rounds",
+        "warmup",
+        "min_seconds",
+        "calibration_samples",
+    ):
+        worker_args += [
+            f"--{option.replace('_', '-')}", str(getattr(args, option))
+        ]
+    if args.skip_tflite:
+        worker_args.append("--skip-tflite")
     results = {"settings": settings, "inference": {}, "training": {}}
     print("running size" + ("" if args.skip_tflite else " and int8 TFLite")
           + " (tensorflow backend) ...", flush=True)
-    static = run_worker(
-        "static", args, dict(base_env, KERAS_BACKEND="tensorflow")
-    )
+    static = run_worker(__file__, "static", "tensorflow", worker_args)
     results["size"] = add_ratios(static["size"], ("params", "trainable", "macs"))
     results["tflite"] = (
         None
@@ -604,7 +553,7 @@ def main(argv=None):
     )
     for run in args.backends:
         print(f"timing {run} ...", flush=True)
-        rows = run_worker(run, args, dict(base_env, KERAS_BACKEND=RUNS[run][0]))
+        rows = run_worker(__file__, run, RUNS[run][0], worker_args)
         results["inference"][run] = add_ratios(rows["inference"], ("ms",))
         results["training"][run] = add_ratios(rows["training"], ("ms",))
     results["wall_seconds"] = time.perf_counter() - started
