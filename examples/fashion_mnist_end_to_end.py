@@ -26,8 +26,8 @@ import keras
 import numpy as np
 
 from keras_groupnl import applications
-from keras_groupnl.analysis import count_macs
 from keras_groupnl import converters
+from keras_groupnl.analysis import count_macs
 from keras_groupnl.datasets import load_fashion_mnist
 from keras_groupnl.robustness import CORRUPTIONS
 from keras_groupnl.robustness import SEVERITIES
