@@ -54,6 +54,7 @@ from backend_runs import report_progress
 from backend_runs import report_rows
 from backend_runs import run_worker
 from backend_runs import write_json
+from timing import RUNS
 from timing import compiled_forward
 from timing import interleaved_median
 
@@ -67,12 +68,6 @@ LAYERS = (
     "dw_separable",
 )
 BASELINE = "conv2d"
-RUNS = {
-    "tensorflow": ("tensorflow", "graph"),
-    "tensorflow-xla": ("tensorflow", "xla"),
-    "jax": ("jax", "jit"),
-    "torch": ("torch", "eager"),
-}
 
 
 def ghost_module(inputs, filters, kernel_size=3, ratio=2, dw_size=3,
@@ -215,7 +210,6 @@ def print_table(title, rows):
             f"| {_ratio(r['macs_ratio'])} | {r['ms']:.3f} "
             f"| {_ratio(r['ms_ratio'])} |"
         )
-
 
 
 def main(argv=None):

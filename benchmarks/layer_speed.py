@@ -33,6 +33,7 @@ import sys
 from backend_runs import report_rows
 from backend_runs import run_worker
 from backend_runs import write_json
+from timing import RUNS
 from timing import compiled_forward
 from timing import interleaved_median
 
@@ -157,14 +158,6 @@ def print_table(title, rows):
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "1.00x"
         vs = r["vs"] or "(baseline)"
         print(f"| {r['shape']} | {r['layer']} | {r['ms']:.2f} | {ratio} | {vs} |")
-
-
-RUNS = {
-    "tensorflow": ("tensorflow", "graph"),
-    "tensorflow-xla": ("tensorflow", "xla"),
-    "jax": ("jax", "jit"),
-    "torch": ("torch", "eager"),
-}
 
 
 def main(argv=None):

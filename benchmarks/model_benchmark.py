@@ -58,6 +58,7 @@ from backend_runs import report_progress as progress
 from backend_runs import report_rows
 from backend_runs import run_worker
 from backend_runs import write_json
+from timing import RUNS
 from timing import compiled_forward
 from timing import interleaved_median
 
@@ -76,12 +77,6 @@ MODELS = {
 INPUT_SCALE = {"resnet18": 1.0, "resnet8": 1.0, "mobilenet_v3_small": 255.0}
 CLASSES = 10
 
-RUNS = {
-    "tensorflow": ("tensorflow", "graph"),
-    "tensorflow-xla": ("tensorflow", "xla"),
-    "jax": ("jax", "jit"),
-    "torch": ("torch", "eager"),
-}
 DEFAULT_RUNS = ("tensorflow", "jax", "torch")
 
 
@@ -127,7 +122,6 @@ def trainable_count(model):
     import numpy as np
 
     return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
-
 
 
 def timing_worker(run, args):

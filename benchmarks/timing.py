@@ -20,6 +20,13 @@ added to every layer's time alike, pulling all ratios towards 1.
 
 import time
 
+# A run's name -> (Keras backend, `compiled_forward` mode).
+RUNS = {
+    "tensorflow": ("tensorflow", "graph"),
+    "tensorflow-xla": ("tensorflow", "xla"),
+    "jax": ("jax", "jit"),
+    "torch": ("torch", "eager"),
+}
 
 def compiled_forward(model, mode):
     """A function x -> model(x) compiled the way `mode` says."""

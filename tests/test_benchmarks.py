@@ -17,12 +17,11 @@ sys.path.insert(
 )
 
 import layer_speed  # noqa: E402
-
-MODES = {"tensorflow": "graph", "jax": "jit", "torch": "eager"}
+from timing import RUNS  # noqa: E402
 
 
 def test_worker_times_every_layer_and_ratios_use_their_baselines():
-    mode = MODES[keras.backend.backend()]
+    mode = RUNS[keras.backend.backend()][1]
     rows = layer_speed.worker(
         mode, shapes=[7], batch=1, rounds=1, min_seconds=0.001
     )
