@@ -97,36 +97,29 @@ _TRANSPOSE = (
 
 
 def _layer_macs(layer):
-    """MACs of every call of one layer, or None without kernel products."""
+    """MACs of every call of one layer, or None without kernel products.
+
+    Every output position of a conv or dense layer (every input position of
+    a transposed conv) costs one product per kernel entry.
+    """
     if isinstance(layer, _TRANSPOSE):
-        return sum(
-            _positions(layer, shape) * _size(layer.kernel)
-            for shape in _shapes(layer, "input")
-        )
-    if isinstance(layer, _CONV):
-        return sum(
-            _positions(layer, shape) * _size(layer.kernel)
-            for shape in _shapes(layer, "output")
-        )
-    if isinstance(layer, _SEPARABLE):
-        kernels = _size(layer.depthwise_kernel) + _size(layer.pointwise_kernel)
-        return sum(
-            _positions(layer, shape) * kernels
-            for shape in _shapes(layer, "output")
-        )
-    if isinstance(layer, keras.layers.Dense):
-        return sum(
-            math.prod(shape[1:-1]) * _size(layer.kernel)
-            for shape in _shapes(layer, "output")
-        )
-    if any(w.path.split("/")[-1].endswith("kernel") for w in layer.weights):
+        which, entries = "input", _size(layer.kernel)
+    elif isinstance(layer, (_CONV, keras.layers.Dense)):
+        which, entries = "output", _size(layer.kernel)
+    elif isinstance(layer, _SEPARABLE):
+        which = "output"
+        entries = _size(layer.depthwise_kernel) + _size(layer.pointwise_kernel)
+    elif any(w.path.split("/")[-1].endswith("kernel") for w in layer.weights):
         raise ValueError(
             f"count_macs does not know how to count layer '{layer.name}' of "
             f"type {type(layer).__name__}, which has kernel weights. "
             "Build the model from Keras layers and GroupNL layers, or count "
             "this layer yourself."
         )
-    return None
+    else:
+        return None
+    positions = sum(_positions(layer, s) for s in _shapes(layer, which))
+    return positions * entries
 
 
 def _shapes(layer, which):
@@ -153,7 +146,7 @@ def _shapes(layer, which):
 
 
 def _positions(layer, shape):
-    """Spatial positions of a conv input or output (batch, channels out)."""
+    """Positions of an input or output: all axes but batch and channels."""
     if getattr(layer, "data_format", "channels_last") == "channels_first":
         return math.prod(shape[2:])
     return math.prod(shape[1:-1])
