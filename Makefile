@@ -1,6 +1,7 @@
 # Two entry points, each one command on a fresh machine:
 #   make demo   set up, then run the main job (examples/fashion_mnist_end_to_end.py)
 #   make test   set up, then run the test suite once per Keras backend
+#   make lint   set up, then check format and lint (ruff, as CI does)
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ FMNIST := /usr/share/datasets/fashion-mnist
 DEMO_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup data demo test test-tensorflow test-jax test-torch bench clean
+.PHONY: setup data demo lint format test test-tensorflow test-jax test-torch bench clean
 
 setup: $(STAMP) data
 
@@ -19,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch==2.13.0 is pinned in the extra: it is the CPU wheel; any other
 	# torch spec pulls several GB of CUDA packages.
-	$(PY) -m pip install --quiet -e ".[tensorflow,jax,torch,tflite,test,examples]"
+	$(PY) -m pip install --quiet -e ".[tensorflow,jax,torch,tflite,test,lint,examples]"
 	touch $(STAMP)
 
 # Fashion-MNIST from Debian's package where apt is usable; otherwise the
@@ -37,6 +38,15 @@ data:
 
 demo: setup
 	KERAS_BACKEND=tensorflow $(PY) examples/fashion_mnist_end_to_end.py $(DEMO_ARGS)
+
+# Keras' style (pyproject.toml [tool.ruff]): CI runs this before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 # One pytest process per backend: the Keras backend is fixed per process.
 # Conversion needs TensorFlow whatever the caller's backend, so the

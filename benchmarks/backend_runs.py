@@ -46,8 +46,10 @@ def run_worker(script, run, backend, args):
         for line in proc.stdout:
             if line.startswith("PROGRESS "):
                 elapsed = time.perf_counter() - start
-                print(f"  [{elapsed:6.0f} s] {run}: {line[9:].rstrip()}",
-                      flush=True)
+                print(
+                    f"  [{elapsed:6.0f} s] {run}: {line[9:].rstrip()}",
+                    flush=True,
+                )
             elif line.startswith("ROWS "):
                 rows = json.loads(line[5:])
         proc.wait()

@@ -1,4 +1,4 @@
-"""GroupNL against other cheap convolutions, layer by layer, at equal output channels.
+"""GroupNL against other cheap convolutions, layer by layer, equal outputs.
 
 At the shapes of the four ResNet stages (56x56x64, 28x28x128, 14x14x256,
 7x7x512; batch 8), every layer maps C input channels to C output channels
@@ -58,7 +58,12 @@ from timing import RUNS
 from timing import compiled_forward
 from timing import interleaved_median
 
-SHAPES = {56: (56, 56, 64), 28: (28, 28, 128), 14: (14, 14, 256), 7: (7, 7, 512)}
+SHAPES = {
+    56: (56, 56, 64),
+    28: (28, 28, 128),
+    14: (14, 14, 256),
+    7: (7, 7, 512),
+}
 LAYERS = (
     "conv2d",
     "groupnl_r2",
@@ -70,8 +75,9 @@ LAYERS = (
 BASELINE = "conv2d"
 
 
-def ghost_module(inputs, filters, kernel_size=3, ratio=2, dw_size=3,
-                 name="ghost"):
+def ghost_module(
+    inputs, filters, kernel_size=3, ratio=2, dw_size=3, name="ghost"
+):
     """The Ghost module of GhostNet (Han et al., CVPR 2020), convs only.
 
     A primary convolution makes `m = ceil(filters / ratio)` intrinsic
@@ -120,7 +126,9 @@ def make_model(kind, shape, batch):
     h, w, c = shape
     inputs = keras.Input((h, w, c), batch_size=batch)
     if kind == "conv2d":
-        outputs = keras.layers.Conv2D(c, 3, padding="same", use_bias=False)(inputs)
+        outputs = keras.layers.Conv2D(c, 3, padding="same", use_bias=False)(
+            inputs
+        )
     elif kind.startswith("groupnl_r"):
         outputs = GroupNLConv2D(
             c, 3, padding="same", reduction_ratio=int(kind[-1]), seed=0
@@ -128,7 +136,9 @@ def make_model(kind, shape, batch):
     elif kind.startswith("ghost_r"):
         outputs = ghost_module(inputs, c, 3, ratio=int(kind[-1]), dw_size=3)
     elif kind == "dw_separable":
-        x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(inputs)
+        x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(
+            inputs
+        )
         outputs = keras.layers.Conv2D(c, 1, padding="same", use_bias=False)(x)
     else:
         raise ValueError(kind)
@@ -256,7 +266,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.batch <= 0 or args.rounds <= 0:
         parser.error("--batch and --rounds must be positive")
-    args.layers = [BASELINE] + [k for k in dict.fromkeys(args.layers) if k != BASELINE]
+    args.layers = [BASELINE] + [
+        k for k in dict.fromkeys(args.layers) if k != BASELINE
+    ]
     args.shapes = list(dict.fromkeys(args.shapes))
 
     if args.worker:
@@ -287,11 +299,16 @@ def main(argv=None):
     for run in runs:
         print(f"timing {run} ...", flush=True)
         worker_args = [
-            "--batch", str(args.batch),
-            "--rounds", str(args.rounds),
-            "--min-seconds", str(args.min_seconds),
-            "--shapes", *map(str, args.shapes),
-            "--layers", *args.layers,
+            "--batch",
+            str(args.batch),
+            "--rounds",
+            str(args.rounds),
+            "--min-seconds",
+            str(args.min_seconds),
+            "--shapes",
+            *map(str, args.shapes),
+            "--layers",
+            *args.layers,
         ]
         rows = run_worker(__file__, run, RUNS[run][0], worker_args)
         results[run] = add_ratios(rows)

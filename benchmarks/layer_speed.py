@@ -37,7 +37,12 @@ from timing import RUNS
 from timing import compiled_forward
 from timing import interleaved_median
 
-SHAPES = {56: (56, 56, 64), 28: (28, 28, 128), 14: (14, 14, 256), 7: (7, 7, 512)}
+SHAPES = {
+    56: (56, 56, 64),
+    28: (28, 28, 128),
+    14: (14, 14, 256),
+    7: (7, 7, 512),
+}
 LAYERS = (
     "conv2d",
     "groupnl_r2",
@@ -68,9 +73,7 @@ def make_model(kind, height, width, channels, batch):
     shape = (batch, height, width, channels)
     inputs = keras.Input(shape[1:], batch_size=batch)
     if kind == "conv2d":
-        layer = keras.layers.Conv2D(
-            channels, 3, padding="same", use_bias=False
-        )
+        layer = keras.layers.Conv2D(channels, 3, padding="same", use_bias=False)
     elif kind == "depthwise":
         layer = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)
     elif kind == "sparse_groupnl_r2":
@@ -143,9 +146,7 @@ def add_ratios(rows):
     by_key = {(r["shape"], r["layer"]): r["ms"] for r in rows}
     for r in rows:
         base = BASELINE[r["layer"]]
-        r["ratio"] = (
-            r["ms"] / by_key[(r["shape"], base)] if base else None
-        )
+        r["ratio"] = r["ms"] / by_key[(r["shape"], base)] if base else None
         r["vs"] = base or ""
     return rows
 
@@ -157,7 +158,9 @@ def print_table(title, rows):
     for r in rows:
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "1.00x"
         vs = r["vs"] or "(baseline)"
-        print(f"| {r['shape']} | {r['layer']} | {r['ms']:.2f} | {ratio} | {vs} |")
+        print(
+            f"| {r['shape']} | {r['layer']} | {r['ms']:.2f} | {ratio} | {vs} |"
+        )
 
 
 def main(argv=None):
@@ -200,20 +203,28 @@ def main(argv=None):
     results = {}
     for run in args.backends:
         worker_args = [
-            "--batch", str(args.batch),
-            "--rounds", str(args.rounds),
-            "--min-seconds", str(args.min_seconds),
-            "--shapes", *map(str, args.shapes),
+            "--batch",
+            str(args.batch),
+            "--rounds",
+            str(args.rounds),
+            "--min-seconds",
+            str(args.min_seconds),
+            "--shapes",
+            *map(str, args.shapes),
         ]
         print(f"timing {run} ...", flush=True)
         rows = run_worker(__file__, run, RUNS[run][0], worker_args)
         results[run] = add_ratios(rows)
 
-    print(f"\nbatch {args.batch}, 3x3 kernels, 'same' padding, float32, "
-          f"median of {args.rounds} interleaved rounds")
-    print("seed_conv_r4: the seed conv of GroupNL r=4 alone; floor_r4: that "
-          "seed conv + one sin over the generated maps + the output "
-          "concatenation, the least a layer running one kernel per op can take")
+    print(
+        f"\nbatch {args.batch}, 3x3 kernels, 'same' padding, float32, "
+        f"median of {args.rounds} interleaved rounds"
+    )
+    print(
+        "seed_conv_r4: the seed conv of GroupNL r=4 alone; floor_r4: that "
+        "seed conv + one sin over the generated maps + the output "
+        "concatenation, the least a layer running one kernel per op can take"
+    )
     for run, rows in results.items():
         print_table(f"{run} ({RUNS[run][1]})", rows)
     if args.json:

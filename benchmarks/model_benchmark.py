@@ -1,4 +1,4 @@
-"""Whole-model cost of GroupNL against the plain models built by the same builder.
+"""Whole-model cost of GroupNL against plain models from the same builder.
 
 For ResNet-18, ResNet-8 (MLPerf Tiny) and MobileNetV3-Small, compares the
 plain model (`conv_type="plain"`) with its GroupNL variants (`"dense"` for
@@ -64,7 +64,12 @@ from timing import interleaved_median
 
 MODELS = {
     # key: (title, application function name, variants, fixed image size)
-    "resnet18": ("ResNet-18", "GroupNLResNet18", ("plain", "dense", "sparse"), None),
+    "resnet18": (
+        "ResNet-18",
+        "GroupNLResNet18",
+        ("plain", "dense", "sparse"),
+        None,
+    ),
     "resnet8": ("ResNet-8", "GroupNLResNet8", ("plain", "dense", "sparse"), 32),
     "mobilenet_v3_small": (
         "MobileNetV3-Small",
@@ -139,7 +144,9 @@ def timing_worker(run, args):
         try:
             fns = {}
             for variant in variants:
-                progress(f"{run}: {key} {variant}: building, compiling inference")
+                progress(
+                    f"{run}: {key} {variant}: building, compiling inference"
+                )
                 models[variant] = build(key, variant, args)
                 forward = compiled_forward(models[variant], mode)
                 for _ in range(args.warmup):
@@ -182,9 +189,7 @@ def timing_worker(run, args):
                 )
                 for _ in range(args.warmup):
                     model.train_on_batch(xt, yt)
-                steps[variant] = (
-                    lambda m=model: m.train_on_batch(xt, yt)
-                )
+                steps[variant] = lambda m=model: m.train_on_batch(xt, yt)
             progress(f"{run}: {key}: timing training steps")
             medians, iters = interleaved_median(
                 steps, args.rounds, args.min_seconds
@@ -281,7 +286,9 @@ def static_worker(args):
                         verification_samples=min(8, args.calibration_samples),
                         verbose=0,
                     )
-                    latency = result.report["latency"]["litert_xnnpack_1_thread"]
+                    latency = result.report["latency"][
+                        "litert_xnnpack_1_thread"
+                    ]
                     row.update(
                         size_bytes=int(result.report["size_bytes"]),
                         report_median_ms=float(latency["median_ms"]),
@@ -368,7 +375,9 @@ def print_timing(title, rows, unit):
     print("|---|---|---:|---:|")
     for r in rows:
         if "error" in r:
-            print(f"| {_name(r)} | {r['variant']} | failed: {r['error'][:80]} | |")
+            print(
+                f"| {_name(r)} | {r['variant']} | failed: {r['error'][:80]} | |"
+            )
             continue
         print(
             f"| {_name(r)} | {r['variant']} | {r['ms']:.2f} "
@@ -377,7 +386,9 @@ def print_timing(title, rows, unit):
 
 
 def print_tflite(rows):
-    print("\n### int8 TFLite (phone target), LiteRT XNNPACK, 1 thread, batch 1\n")
+    print(
+        "\n### int8 TFLite (phone target), LiteRT XNNPACK, 1 thread, batch 1\n"
+    )
     print(
         "| model | variant | size (bytes) | ratio | latency (ms) | ratio "
         "| converter's figure (ms) |"
@@ -394,7 +405,8 @@ def print_tflite(rows):
         print(
             f"| {_name(r)} | {r['variant']} | {r['size_bytes']:,} "
             f"| {_ratio(r['size_bytes_ratio'])} "
-            f"| {'n/a' if ms is None else f'{ms:.3f}'} | {_ratio(r['ms_ratio'])} "
+            f"| {'n/a' if ms is None else f'{ms:.3f}'} "
+            f"| {_ratio(r['ms_ratio'])} "
             f"| {r['report_median_ms']:.3f} |"
         )
     print(
@@ -446,23 +458,48 @@ def parse_args(argv):
         help="input side of ResNet-18 and MobileNetV3-Small (default 64; "
         "ResNet-8 is always 32)",
     )
-    parser.add_argument("--batch", type=positive(int), default=16,
-                        help="inference batch (default 16)")
-    parser.add_argument("--train-batch", type=positive(int), default=16,
-                        help="training batch (default 16)")
-    parser.add_argument("--rounds", type=positive(int), default=5,
-                        help="interleaved timing rounds, median reported "
-                        "(default 5)")
-    parser.add_argument("--warmup", type=positive(int), default=2,
-                        help="untimed calls / steps after compiling (default 2)")
-    parser.add_argument("--min-seconds", type=float, default=0.3,
-                        help="time per round and variant; calls that take "
-                        "longer are timed once (default 0.3)")
-    parser.add_argument("--calibration-samples", type=positive(int), default=32,
-                        help="random samples calibrating the int8 models "
-                        "(default 32)")
-    parser.add_argument("--skip-tflite", action="store_true",
-                        help="skip the int8 TFLite section")
+    parser.add_argument(
+        "--batch",
+        type=positive(int),
+        default=16,
+        help="inference batch (default 16)",
+    )
+    parser.add_argument(
+        "--train-batch",
+        type=positive(int),
+        default=16,
+        help="training batch (default 16)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=positive(int),
+        default=5,
+        help="interleaved timing rounds, median reported (default 5)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=positive(int),
+        default=2,
+        help="untimed calls / steps after compiling (default 2)",
+    )
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=0.3,
+        help="time per round and variant; calls that take "
+        "longer are timed once (default 0.3)",
+    )
+    parser.add_argument(
+        "--calibration-samples",
+        type=positive(int),
+        default=32,
+        help="random samples calibrating the int8 models (default 32)",
+    )
+    parser.add_argument(
+        "--skip-tflite",
+        action="store_true",
+        help="skip the int8 TFLite section",
+    )
     parser.add_argument("--json", help="also write all rows to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -531,19 +568,28 @@ def main(argv=None):
         "calibration_samples",
     ):
         worker_args += [
-            f"--{option.replace('_', '-')}", str(getattr(args, option))
+            f"--{option.replace('_', '-')}",
+            str(getattr(args, option)),
         ]
     if args.skip_tflite:
         worker_args.append("--skip-tflite")
     results = {"settings": settings, "inference": {}, "training": {}}
-    print("running size" + ("" if args.skip_tflite else " and int8 TFLite")
-          + " (tensorflow backend) ...", flush=True)
+    print(
+        "running size"
+        + ("" if args.skip_tflite else " and int8 TFLite")
+        + " (tensorflow backend) ...",
+        flush=True,
+    )
     static = run_worker(__file__, "static", "tensorflow", worker_args)
-    results["size"] = add_ratios(static["size"], ("params", "trainable", "macs"))
+    results["size"] = add_ratios(
+        static["size"], ("params", "trainable", "macs")
+    )
     results["tflite"] = (
         None
         if args.skip_tflite
-        else add_ratios(static["tflite"], ("size_bytes", "ms", "report_median_ms"))
+        else add_ratios(
+            static["tflite"], ("size_bytes", "ms", "report_median_ms")
+        )
     )
     for run in args.backends:
         print(f"timing {run} ...", flush=True)

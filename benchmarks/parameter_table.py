@@ -1,4 +1,4 @@
-"""Prints a Markdown table of parameter counts of the GroupNL application models.
+"""Prints a Markdown table of the parameter counts of the GroupNL models.
 
 For each model: the GroupNL variants (dense and sparse where the family
 allows them) and the plain-conv counterpart built by the same builder, with
@@ -42,7 +42,11 @@ MODELS = {
     ),
     "efficientnet_es": ("EfficientNet-ES", applications.GroupNLEfficientNetES),
 }
-INVERTED_RESIDUAL = ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_es")
+INVERTED_RESIDUAL = (
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_es",
+)
 
 
 def count(function, **kwargs):

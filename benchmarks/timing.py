@@ -28,6 +28,7 @@ RUNS = {
     "torch": ("torch", "eager"),
 }
 
+
 def compiled_forward(model, mode):
     """A function x -> model(x) compiled the way `mode` says."""
     import keras

@@ -38,26 +38,49 @@ MODELS = ("plain", "groupnl")
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="runs/fashion_mnist",
-                        help="output directory (default: runs/fashion_mnist)")
-    parser.add_argument("--full", action="store_true",
-                        help="all 60 000 training images, 15 epochs, the "
-                        "whole test set for every corruption")
-    parser.add_argument("--train-size", type=int, default=None,
-                        help="training images (default 20 000; --full 60 000)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs (default 3; --full 15)")
-    parser.add_argument("--corrupted-test-size", type=int, default=None,
-                        help="test images per corruption and severity "
-                        "(default 2 000; --full 10 000)")
-    parser.add_argument("--test-size", type=int, default=None,
-                        help="test images for the clean and int8 accuracy "
-                        "(default: all 10 000; fewer for a quick smoke run)")
+    parser.add_argument(
+        "--out",
+        default="runs/fashion_mnist",
+        help="output directory (default: runs/fashion_mnist)",
+    )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="all 60 000 training images, 15 epochs, the "
+        "whole test set for every corruption",
+    )
+    parser.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="training images (default 20 000; --full 60 000)",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="epochs (default 3; --full 15)"
+    )
+    parser.add_argument(
+        "--corrupted-test-size",
+        type=int,
+        default=None,
+        help="test images per corruption and severity "
+        "(default 2 000; --full 10 000)",
+    )
+    parser.add_argument(
+        "--test-size",
+        type=int,
+        default=None,
+        help="test images for the clean and int8 accuracy "
+        "(default: all 10 000; fewer for a quick smoke run)",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--reduction-ratio", type=int, default=2)
-    parser.add_argument("--conv-type", choices=("dense", "sparse"),
-                        default="dense", help="GroupNL variant (default dense)")
+    parser.add_argument(
+        "--conv-type",
+        choices=("dense", "sparse"),
+        default="dense",
+        help="GroupNL variant (default dense)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.train_size is None:
@@ -66,8 +89,13 @@ def parse_args(argv):
         args.epochs = 15 if args.full else 3
     if args.corrupted_test_size is None:
         args.corrupted_test_size = 10000 if args.full else 2000
-    for name in ("train_size", "epochs", "corrupted_test_size", "batch_size",
-                 "test_size"):
+    for name in (
+        "train_size",
+        "epochs",
+        "corrupted_test_size",
+        "batch_size",
+        "test_size",
+    ):
         value = getattr(args, name)
         if value is not None and value <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
@@ -105,11 +133,19 @@ def train(kind, x, y, args):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    print(f"\n== training {model.name}: {model.count_params():,} parameters, "
-          f"{args.epochs} epochs on {len(x):,} images")
+    print(
+        f"\n== training {model.name}: {model.count_params():,} parameters, "
+        f"{args.epochs} epochs on {len(x):,} images"
+    )
     start = time.perf_counter()
-    model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs,
-              shuffle=True, verbose=1)
+    model.fit(
+        x,
+        y,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        shuffle=True,
+        verbose=1,
+    )
     return model, time.perf_counter() - start
 
 
@@ -137,8 +173,12 @@ def plot(results, out_dir):
             np.mean([r["corrupted"][n][s] for n in r["corrupted"]])
             for s in SEVERITIES
         ]
-        ax.plot([0, *SEVERITIES], [r["clean"], *means], marker="o",
-                label=results["models"][kind]["name"])
+        ax.plot(
+            [0, *SEVERITIES],
+            [r["clean"], *means],
+            marker="o",
+            label=results["models"][kind]["name"],
+        )
     ax.set_xlabel("severity (0 = clean)")
     ax.set_ylabel("top-1 accuracy")
     ax.set_title("Fashion-MNIST, mean over 9 corruptions")
@@ -151,9 +191,12 @@ def plot(results, out_dir):
     for ax, name in zip(axes.flat, CORRUPTIONS):
         for kind in MODELS:
             r = robustness[kind]
-            ax.plot([0, *SEVERITIES],
-                    [r["clean"], *[r["corrupted"][name][s] for s in SEVERITIES]],
-                    marker=".", label=results["models"][kind]["name"])
+            ax.plot(
+                [0, *SEVERITIES],
+                [r["clean"], *[r["corrupted"][name][s] for s in SEVERITIES]],
+                marker=".",
+                label=results["models"][kind]["name"],
+            )
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7)
@@ -191,11 +234,14 @@ def markdown(results):
     ]
     for kind in MODELS:
         r = m[kind]
-        lines.append(f"| {r['name']} | {r['params']:,} | {r['macs']:,} | "
-                     f"{r['train_seconds']:.0f} |")
+        lines.append(
+            f"| {r['name']} | {r['params']:,} | {r['macs']:,} | "
+            f"{r['train_seconds']:.0f} |"
+        )
     lines += [
         "",
-        f"GroupNL / plain: parameters {groupnl['params'] / plain['params']:.2f}x, "
+        "GroupNL / plain: parameters "
+        f"{groupnl['params'] / plain['params']:.2f}x, "
         f"MACs {groupnl['macs'] / plain['macs']:.2f}x.",
         "",
         "## Accuracy and robustness",
@@ -210,18 +256,22 @@ def markdown(results):
     ]
     for kind in MODELS:
         r = rob[kind]
-        lines.append(f"| {m[kind]['name']} | {r['clean']:.4f} | "
-                     f"{r['mean_corrupted']:.4f} |")
+        lines.append(
+            f"| {m[kind]['name']} | {r['clean']:.4f} | "
+            f"{r['mean_corrupted']:.4f} |"
+        )
     d_clean = 100 * (rob["groupnl"]["clean"] - rob["plain"]["clean"])
-    d_corr = 100 * (rob["groupnl"]["mean_corrupted"]
-                    - rob["plain"]["mean_corrupted"])
+    d_corr = 100 * (
+        rob["groupnl"]["mean_corrupted"] - rob["plain"]["mean_corrupted"]
+    )
     lines += [
         "",
         f"GroupNL minus plain: clean {d_clean:+.2f} points, mean corrupted "
         f"{d_corr:+.2f} points (goal: clean within 0.5 point, corrupted "
         "at least +1 point).",
         "",
-        "| corruption | " + " | ".join(m[k]["name"] for k in MODELS)
+        "| corruption | "
+        + " | ".join(m[k]["name"] for k in MODELS)
         + " | difference (points) |",
         "|---|---:|---:|---:|",
     ]
@@ -254,8 +304,11 @@ def markdown(results):
                 f"{'' if latency is None else f'{latency:.3f}'} |"
             )
     if "mcu" in conv:
-        lines += ["", f"TFLite Micro tensor arena: {conv['mcu']['arena_bytes']:,} "
-                  f"bytes; ops to register: {', '.join(conv['mcu']['ops'])}."]
+        lines += [
+            "",
+            f"TFLite Micro tensor arena: {conv['mcu']['arena_bytes']:,} "
+            f"bytes; ops to register: {', '.join(conv['mcu']['ops'])}.",
+        ]
     lines.append("")
     return "\n".join(lines)
 
@@ -275,8 +328,10 @@ def main(argv=None):
         keep = np.sort(test_rng.permutation(len(x_test))[: args.test_size])
         x_test, y_test = x_test[keep], y_test[keep]
     x_te = preprocess(x_test)
-    print(f"Fashion-MNIST: {len(x_tr):,} training images, "
-          f"{len(x_te):,} test images")
+    print(
+        f"Fashion-MNIST: {len(x_tr):,} training images, "
+        f"{len(x_te):,} test images"
+    )
 
     models, info = {}, {}
     for kind in MODELS:
@@ -292,8 +347,10 @@ def main(argv=None):
     n = min(args.corrupted_test_size, len(x_test))
     subset = np.sort(rng.permutation(len(x_test))[:n])
     pairs = len(CORRUPTIONS) * len(SEVERITIES)
-    print(f"\n== evaluating on clean and corrupted test images "
-          f"({pairs} corruption/severity pairs x {n:,} images)")
+    print(
+        f"\n== evaluating on clean and corrupted test images "
+        f"({pairs} corruption/severity pairs x {n:,} images)"
+    )
     bar = keras.utils.Progbar(pairs, unit_name="pair")
     robustness = corruption_accuracy(
         {
@@ -336,9 +393,11 @@ def main(argv=None):
                     "median_ms"
                 ],
                 **(
-                    {"tflm": report["latency"]["tflm_host_reference_kernels"][
-                        "median_ms"
-                    ]}
+                    {
+                        "tflm": report["latency"][
+                            "tflm_host_reference_kernels"
+                        ]["median_ms"]
+                    }
                     if "tflm_host_reference_kernels" in report["latency"]
                     else {}
                 ),
@@ -370,13 +429,17 @@ def main(argv=None):
     plots = plot(results, args.out)
     results["plots"] = plots
     results["wall_seconds"] = time.perf_counter() - started
-    write_atomically(os.path.join(args.out, "report.json"),
-                     json.dumps(results, indent=2, default=float))
+    write_atomically(
+        os.path.join(args.out, "report.json"),
+        json.dumps(results, indent=2, default=float),
+    )
     text = markdown(results)
     write_atomically(os.path.join(args.out, "report.md"), text)
     print("\n" + text)
-    print(f"Report: {os.path.join(args.out, 'report.md')} "
-          f"({results['wall_seconds'] / 60:.1f} min)")
+    print(
+        f"Report: {os.path.join(args.out, 'report.md')} "
+        f"({results['wall_seconds'] / 60:.1f} min)"
+    )
     return results
 
 

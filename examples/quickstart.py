@@ -25,8 +25,12 @@ def build_model(groupnl, seed=0):
     def conv(filters, ratio, name):
         if groupnl:
             return GroupNLConv2D(
-                filters, 3, padding="same", reduction_ratio=ratio,
-                seed=seed, name=name,
+                filters,
+                3,
+                padding="same",
+                reduction_ratio=ratio,
+                seed=seed,
+                name=name,
             )
         return keras.layers.Conv2D(
             filters, 3, padding="same", use_bias=False, name=name
@@ -35,7 +39,9 @@ def build_model(groupnl, seed=0):
     inputs = keras.Input((28, 28, 1), name="image")
     x = keras.layers.Rescaling(1 / 255.0, name="rescale")(inputs)
     # The stem stays a standard conv, as in the method.
-    x = keras.layers.Conv2D(32, 3, padding="same", use_bias=False, name="stem")(x)
+    x = keras.layers.Conv2D(32, 3, padding="same", use_bias=False, name="stem")(
+        x
+    )
     x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     for i, (filters, ratio) in enumerate([(32, 2), (64, 4), (64, 4)]):

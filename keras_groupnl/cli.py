@@ -36,55 +36,87 @@ def _parser():
     )
     convert.add_argument("model", metavar="MODEL.keras", help="the model file")
     convert.add_argument(
-        "--target", required=True, choices=("phone", "mcu"),
+        "--target",
+        required=True,
+        choices=("phone", "mcu"),
         help="'phone': int8 LiteRT model; 'mcu': full-integer TFLite Micro "
         "model with a C array",
     )
     convert.add_argument(
-        "--calibration", required=True, metavar="DATA.npz",
+        "--calibration",
+        required=True,
+        metavar="DATA.npz",
         help="samples of the real inputs (.npz or .npy), batch axis first; "
         "an .npz may also hold labels",
     )
     convert.add_argument(
-        "--verification", default=None, metavar="DATA.npz",
+        "--verification",
+        default=None,
+        metavar="DATA.npz",
         help="held-out samples (and labels) to verify on; default: verify "
         "on the calibration data",
     )
-    convert.add_argument("--out", required=True, metavar="DIR",
-                         help="output directory (created if missing)")
     convert.add_argument(
-        "--x-key", default=None,
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output directory (created if missing)",
+    )
+    convert.add_argument(
+        "--x-key",
+        default=None,
         help="array of the .npz holding the samples (default: 'x', 'images', "
         "'inputs' or 'data', or the only array)",
     )
     convert.add_argument(
-        "--y-key", default=None,
+        "--y-key",
+        default=None,
         help="array of the .npz holding the labels (default: 'y' or "
         "'labels' when present); adds accuracy to the report",
     )
     convert.add_argument(
-        "--io-dtype", choices=("float32", "int8"), default=None,
+        "--io-dtype",
+        choices=("float32", "int8"),
+        default=None,
         help="input/output type (phone: float32 by default; mcu: int8)",
     )
-    convert.add_argument("--name", default="model",
-                         help="C identifier naming the files (default: model)")
-    convert.add_argument("--calibration-samples", type=int, default=500,
-                         help="samples used to calibrate (default: 500)")
-    convert.add_argument("--verification-samples", type=int, default=None,
-                         help="samples used to verify (default: all)")
     convert.add_argument(
-        "--min-top1-agreement", type=float, default=None,
+        "--name",
+        default="model",
+        help="C identifier naming the files (default: model)",
+    )
+    convert.add_argument(
+        "--calibration-samples",
+        type=int,
+        default=500,
+        help="samples used to calibrate (default: 500)",
+    )
+    convert.add_argument(
+        "--verification-samples",
+        type=int,
+        default=None,
+        help="samples used to verify (default: all)",
+    )
+    convert.add_argument(
+        "--min-top1-agreement",
+        type=float,
+        default=None,
         help="fail, writing nothing, below this top-1 agreement with Keras",
     )
     convert.add_argument(
-        "--no-fold-batchnorm", action="store_true",
+        "--no-fold-batchnorm",
+        action="store_true",
         help="keep a BatchNormalization after a GroupNL layer as separate "
         "ops (smaller tables, lower int8 accuracy)",
     )
-    convert.add_argument("--quiet", action="store_true",
-                         help="no progress display")
-    convert.add_argument("--json", action="store_true",
-                         help="print the report as JSON instead of a table")
+    convert.add_argument(
+        "--quiet", action="store_true", help="no progress display"
+    )
+    convert.add_argument(
+        "--json",
+        action="store_true",
+        help="print the report as JSON instead of a table",
+    )
     return parser
 
 
@@ -93,9 +125,7 @@ def _load_arrays(path, x_key, y_key, role="calibration"):
     import numpy as np
 
     if not os.path.isfile(path):
-        raise ValueError(
-            f"Cannot read the {role} data: no file at '{path}'."
-        )
+        raise ValueError(f"Cannot read the {role} data: no file at '{path}'.")
     try:
         loaded = np.load(path, allow_pickle=False)
     except Exception as error:

@@ -1,6 +1,5 @@
 """Tests of keras_groupnl.analysis.count_macs (shape arithmetic only)."""
 
-
 import keras
 import pytest
 
@@ -18,7 +17,7 @@ def model_of(layer, input_shape):
 @pytest.mark.parametrize(
     "layer,input_shape,expected",
     [
-        # 15 x 15 outputs (valid, 17 -> 15), 3 * 3 * 4 inputs per output, 6 maps.
+        # 15 x 15 outputs (valid, 17 -> 15), 3 * 3 * 4 inputs each, 6 maps.
         (keras.layers.Conv2D(6, 3), (17, 17, 4), 15 * 15 * 3 * 3 * 4 * 6),
         # Stride 2, same: 9 x 9 outputs.
         (
@@ -59,8 +58,15 @@ def model_of(layer, input_shape):
         ),
     ],
     ids=[
-        "conv_valid", "conv_stride2_same", "conv_groups", "depthwise_mult2",
-        "separable", "transpose", "conv1d", "dense", "dense_sequence",
+        "conv_valid",
+        "conv_stride2_same",
+        "conv_groups",
+        "depthwise_mult2",
+        "separable",
+        "transpose",
+        "conv1d",
+        "dense",
+        "dense_sequence",
         "conv_channels_first",
     ],
 )

@@ -172,7 +172,10 @@ FAMILY_BAD = {
     ],
     "inverted": [
         (dict(conv_type="dense"), "only have a sparse GroupNL counterpart"),
-        (dict(dropout_rate=1.0), r"`dropout_rate` must be a number in \[0, 1\)"),
+        (
+            dict(dropout_rate=1.0),
+            r"`dropout_rate` must be a number in \[0, 1\)",
+        ),
         (dict(include_preprocessing=1), "`include_preprocessing` must be True"),
     ],
 }
@@ -208,7 +211,9 @@ def test_bad_arguments(key, kwargs, message):
 def test_input_tensor_and_shape_must_agree():
     tensor = keras.Input((28, 28, 1))
     with pytest.raises(ValueError, match="`input_shape` and `input_tensor`"):
-        applications.GroupNLResNet8(input_tensor=tensor, input_shape=(32, 32, 3))
+        applications.GroupNLResNet8(
+            input_tensor=tensor, input_shape=(32, 32, 3)
+        )
 
 
 def test_input_tensor_must_be_4d():
@@ -266,7 +271,10 @@ def test_contract(key, case):
     if case == "top_logits":
         assert model.output.shape == (None, 7)
         assert model.input.shape == (None, 32, 32, 3)
-        assert model.get_layer("predictions").activation is keras.activations.linear
+        assert (
+            model.get_layer("predictions").activation
+            is keras.activations.linear
+        )
     elif case == "top_max_sigmoid":
         assert model.output.shape == (None, 3)
         model.get_layer("max_pool")
@@ -278,7 +286,7 @@ def test_contract(key, case):
         assert model.input is source
         assert len(model.output.shape) == 4
         assert model.output.shape[-1] == width
-        assert "avg_pool" not in [l.name for l in model.layers]
+        assert "avg_pool" not in [lay.name for lay in model.layers]
 
     if key in CHEAP:
         batch = 2
@@ -293,8 +301,14 @@ def test_contract(key, case):
 
 
 def test_softmax_rows_sum_to_one():
-    model = applications.GroupNLResNet8(input_shape=(32, 32, 3), classes=7, seed=0)
-    x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    model = applications.GroupNLResNet8(
+        input_shape=(32, 32, 3), classes=7, seed=0
+    )
+    x = (
+        np.random.default_rng(1)
+        .uniform(0, 255, (2, 32, 32, 3))
+        .astype("float32")
+    )
     y = keras.ops.convert_to_numpy(model(x, training=False))
     np.testing.assert_allclose(y.sum(axis=-1), 1.0, rtol=1e-5)
 
@@ -320,42 +334,53 @@ def test_replaced_convs_and_stable_names(key):
     groupnl = function(seed=0, **kwargs)
     unstrided = function(seed=0, groupnl_strided=False, **kwargs)
     plain = function(conv_type="plain", **kwargs)
-    replaced = [l for l in groupnl.layers if isinstance(l, GROUPNL_LAYERS)]
-    kept_strided = [l for l in unstrided.layers if isinstance(l, GROUPNL_LAYERS)]
+    replaced = [
+        lay for lay in groupnl.layers if isinstance(lay, GROUPNL_LAYERS)
+    ]
+    kept_strided = [
+        lay for lay in unstrided.layers if isinstance(lay, GROUPNL_LAYERS)
+    ]
     assert (len(replaced), len(kept_strided)) == REPLACED[key]
-    assert not any(isinstance(l, GROUPNL_LAYERS) for l in plain.layers)
+    assert not any(isinstance(lay, GROUPNL_LAYERS) for lay in plain.layers)
     # Like for like: the same layer names in the same order.
-    assert [l.name for l in groupnl.layers] == [l.name for l in plain.layers]
-    assert plain.name == groupnl.name[len("groupnl_"):]
+    assert [lay.name for lay in groupnl.layers] == [
+        lay.name for lay in plain.layers
+    ]
+    assert plain.name == groupnl.name[len("groupnl_") :]
     if family == "inverted":
-        assert all(isinstance(l, SparseGroupNLConv2D) for l in replaced)
+        assert all(isinstance(lay, SparseGroupNLConv2D) for lay in replaced)
         assert all(
-            l.filters == l.in_channels and l.seed_channels == l.filters // 2
-            for l in replaced
+            lay.filters == lay.in_channels
+            and lay.seed_channels == lay.filters // 2
+            for lay in replaced
         )
-        assert {l.name for l in replaced} == {
-            l.name
-            for l in plain.layers
-            if isinstance(l, keras.layers.DepthwiseConv2D)
+        assert {lay.name for lay in replaced} == {
+            lay.name
+            for lay in plain.layers
+            if isinstance(lay, keras.layers.DepthwiseConv2D)
         }
     else:
-        assert all(type(l) is GroupNLConv2D for l in replaced)
-        assert all(l.kernel_size == (3, 3) for l in replaced)
+        assert all(type(lay) is GroupNLConv2D for lay in replaced)
+        assert all(lay.kernel_size == (3, 3) for lay in replaced)
     # Layer k gets the NLF seed seed + k.
-    assert [l.seed for l in replaced] == list(range(len(replaced)))
+    assert [lay.seed for lay in replaced] == list(range(len(replaced)))
 
 
 def test_stem_choice():
-    small = applications.GroupNLResNet18(include_top=False, input_shape=(32, 32, 3))
+    small = applications.GroupNLResNet18(
+        include_top=False, input_shape=(32, 32, 3)
+    )
     assert small.get_layer("conv1_conv").kernel_size == (3, 3)
-    assert "pool1_pool" not in [l.name for l in small.layers]
+    assert "pool1_pool" not in [lay.name for lay in small.layers]
     assert small.output.shape == (None, 4, 4, 512)
     forced = applications.GroupNLResNet18(
         include_top=False, input_shape=(32, 32, 3), stem="imagenet"
     )
     assert forced.get_layer("conv1_conv").kernel_size == (7, 7)
     assert forced.output.shape == (None, 1, 1, 512)
-    big = applications.GroupNLResNet18(include_top=False, input_shape=(96, 96, 3))
+    big = applications.GroupNLResNet18(
+        include_top=False, input_shape=(96, 96, 3)
+    )
     assert big.get_layer("conv1_conv").strides == (2, 2)
     mobile = applications.GroupNLMobileNetV3Small(
         include_top=False, input_shape=(28, 28, 1)
@@ -372,9 +397,9 @@ def test_seed_reproducible_nlf_parameters():
     def nlf(model):
         return [
             keras.ops.convert_to_numpy(w)
-            for l in model.layers
-            if isinstance(l, GROUPNL_LAYERS)
-            for w in (l.nlf_period, l.nlf_shift)
+            for lay in model.layers
+            if isinstance(lay, GROUPNL_LAYERS)
+            for w in (lay.nlf_period, lay.nlf_shift)
         ]
 
     for a, b in zip(nlf(first), nlf(second)):
@@ -386,7 +411,9 @@ def test_channels_first_builds_symbolically():
     previous = keras.config.image_data_format()
     keras.config.set_image_data_format("channels_first")
     try:
-        model = applications.GroupNLResNet8(input_shape=(1, 28, 28), include_top=False)
+        model = applications.GroupNLResNet8(
+            input_shape=(1, 28, 28), include_top=False
+        )
         assert model.output.shape == (None, 64, 7, 7)
         mobile = applications.GroupNLMobileNetV3Small(
             input_shape=(3, 32, 32), include_top=False, pooling="avg"
@@ -405,7 +432,9 @@ def test_parameter_counts(key):
     function, family, side, classes = MODELS[key]
     plain = function(conv_type="plain")
     kind, reference = PLAIN_REFERENCE[key]
-    counted = plain.count_params() if kind == "total" else _trainable_count(plain)
+    counted = (
+        plain.count_params() if kind == "total" else _trainable_count(plain)
+    )
     assert counted == reference
 
     # The defaults: the reference input size and a softmax head.
@@ -419,7 +448,9 @@ def test_parameter_counts(key):
     if family != "resnet":
         conv_types = ("sparse",)
     elif key in BIG:
-        conv_types = ("dense",)  # sparse: same code as ResNet-50's, tested there
+        conv_types = (
+            "dense",
+        )  # sparse: same code as ResNet-50's, tested there
     else:
         conv_types = ("dense", "sparse")
     for conv_type in conv_types:
@@ -427,10 +458,14 @@ def test_parameter_counts(key):
             model = function_defaults
         else:
             model = function(conv_type=conv_type)
-        replaced = [l for l in model.layers if isinstance(l, GROUPNL_LAYERS)]
+        replaced = [
+            lay for lay in model.layers if isinstance(lay, GROUPNL_LAYERS)
+        ]
         assert len(replaced) == REPLACED[key][0]
-        layer_class = GroupNLConv2D if conv_type == "dense" else SparseGroupNLConv2D
-        assert all(type(l) is layer_class for l in replaced)
+        layer_class = (
+            GroupNLConv2D if conv_type == "dense" else SparseGroupNLConv2D
+        )
+        assert all(type(lay) is layer_class for lay in replaced)
         if family == "resnet":
             assert model.count_params() < plain.count_params()
             assert _trainable_count(model) < _trainable_count(plain)
@@ -457,11 +492,19 @@ def test_resnet8_parameter_counts():
 # Saving and loading.
 
 
-@pytest.mark.parametrize("key,conv_type", [("resnet8", "dense"), ("resnet8", "sparse")])
+@pytest.mark.parametrize(
+    "key,conv_type", [("resnet8", "dense"), ("resnet8", "sparse")]
+)
 def test_keras_save_load_same_outputs(key, conv_type, tmp_path):
     function = MODELS[key][0]
-    model = function(input_shape=(32, 32, 3), classes=4, conv_type=conv_type, seed=2)
-    x = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    model = function(
+        input_shape=(32, 32, 3), classes=4, conv_type=conv_type, seed=2
+    )
+    x = (
+        np.random.default_rng(2)
+        .uniform(0, 255, (2, 32, 32, 3))
+        .astype("float32")
+    )
     if key == "resnet8":
         x = resnet.preprocess_input(x)
     expected = keras.ops.convert_to_numpy(model(x, training=False))
@@ -470,7 +513,9 @@ def test_keras_save_load_same_outputs(key, conv_type, tmp_path):
     loaded = keras.saving.load_model(path)
     got = keras.ops.convert_to_numpy(loaded(x, training=False))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
+    assert [lay.name for lay in loaded.layers] == [
+        lay.name for lay in model.layers
+    ]
 
 
 @pytest.mark.parametrize("key", ["mobilenet_v3_small", "efficientnet_es"])
@@ -487,13 +532,14 @@ def test_keras_save_load_same_weights_and_config(key, tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert loaded.name == model.name
-    assert [l.get_config() for l in loaded.layers] == [
-        l.get_config() for l in model.layers
+    assert [lay.get_config() for lay in loaded.layers] == [
+        lay.get_config() for lay in model.layers
     ]
     for a, b in zip(_numpy(model.weights), _numpy(loaded.weights)):
         np.testing.assert_array_equal(a, b)
-    assert sum(isinstance(l, SparseGroupNLConv2D) for l in loaded.layers) == (
-        REPLACED[key][0]
+    assert (
+        sum(isinstance(lay, SparseGroupNLConv2D) for lay in loaded.layers)
+        == (REPLACED[key][0])
     )
 
 
@@ -558,11 +604,15 @@ def test_resnet_preprocess_input():
     gray = resnet.preprocess_input(np.zeros((4, 4, 1), "uint8"))
     np.testing.assert_allclose(gray, -0.449 / 0.226, rtol=1e-4)
     tensor = resnet.preprocess_input(keras.ops.convert_to_tensor(image))
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(tensor), out, rtol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(tensor), out, rtol=1e-5
+    )
     first = resnet.preprocess_input(
         np.transpose(image, (0, 3, 1, 2)), data_format="channels_first"
     )
-    np.testing.assert_allclose(np.transpose(first, (0, 2, 3, 1)), out, rtol=1e-6)
+    np.testing.assert_allclose(
+        np.transpose(first, (0, 2, 3, 1)), out, rtol=1e-6
+    )
     with pytest.raises(ValueError, match="handles 1 or 3 channels"):
         resnet.preprocess_input(np.zeros((1, 4, 4, 2)))
     with pytest.raises(ValueError, match="`data_format` must be"):
@@ -584,19 +634,27 @@ def _fit_losses(model, x, y, epochs=3, learning_rate=2e-3):
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
     )
-    history = model.fit(x, y, batch_size=64, epochs=epochs, verbose=0, shuffle=False)
+    history = model.fit(
+        x, y, batch_size=64, epochs=epochs, verbose=0, shuffle=False
+    )
     return history.history["loss"]
 
 
 @pytest.mark.parametrize(
     "key,conv_type",
-    [("resnet8", "dense"), ("resnet8", "sparse"), ("mobilenet_v3_small", "sparse")],
+    [
+        ("resnet8", "dense"),
+        ("resnet8", "sparse"),
+        ("mobilenet_v3_small", "sparse"),
+    ],
 )
 def test_fit_lowers_loss_on_fashion_mnist(key, conv_type, fashion):
     x, y = fashion
     function = MODELS[key][0]
     keras.utils.set_random_seed(0)
-    model = function(input_shape=(28, 28, 1), classes=10, conv_type=conv_type, seed=0)
+    model = function(
+        input_shape=(28, 28, 1), classes=10, conv_type=conv_type, seed=0
+    )
     if key == "resnet8":
         x = resnet.preprocess_input(x)
     else:
@@ -616,7 +674,9 @@ def test_freeze_backbone_train_head(fashion):
     backbone.trainable = False
     inputs = keras.Input((28, 28, 1))
     features = backbone(inputs, training=False)
-    outputs = keras.layers.Dense(10, activation="softmax", name="head")(features)
+    outputs = keras.layers.Dense(10, activation="softmax", name="head")(
+        features
+    )
     model = keras.Model(inputs, outputs)
     assert len(model.trainable_weights) == 2
     frozen = _numpy(backbone.weights)
@@ -638,11 +698,21 @@ def test_freeze_all_but_classifier(fashion):
     for layer in model.layers:
         layer.trainable = layer.name == "predictions"
     frozen = _numpy(
-        [w for l in model.layers if l.name != "predictions" for w in l.weights]
+        [
+            w
+            for lay in model.layers
+            if lay.name != "predictions"
+            for w in lay.weights
+        ]
     )
     _fit_losses(model, x, y[:128], epochs=1)
     after = _numpy(
-        [w for l in model.layers if l.name != "predictions" for w in l.weights]
+        [
+            w
+            for lay in model.layers
+            if lay.name != "predictions"
+            for w in lay.weights
+        ]
     )
     for a, b in zip(frozen, after):
         np.testing.assert_array_equal(a, b)
@@ -650,7 +720,7 @@ def test_freeze_all_but_classifier(fashion):
 
 @pytest.mark.slow
 def test_trained_model_loads_on_another_backend(fashion, tmp_path):
-    """A `.keras` file trained here gives the same outputs on another backend."""
+    """A `.keras` file trained here gives the same outputs elsewhere."""
     other = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}[
         keras.backend.backend()
     ]

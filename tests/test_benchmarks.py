@@ -46,7 +46,8 @@ def test_floor_model_is_seed_conv_sin_and_concat():
     assert y.shape == (2, 5, 5, 8)
     np.testing.assert_allclose(y[..., 2:], np.sin(g), atol=1e-6)
     conv = next(
-        layer for layer in model.layers
+        layer
+        for layer in model.layers
         if isinstance(layer, keras.layers.Conv2D)
     )
     assert conv.filters == 2

@@ -29,8 +29,8 @@ tflite_micro = pytest.importorskip("tflite_micro")
 
 from keras_groupnl import cli  # noqa: E402
 from keras_groupnl.converters import ConversionError  # noqa: E402
-from keras_groupnl.converters import convert  # noqa: E402
 from keras_groupnl.converters import _flatbuffer  # noqa: E402
+from keras_groupnl.converters import convert  # noqa: E402
 
 requires_tf_backend = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
@@ -74,8 +74,13 @@ def _model(kind, strides, **layer_kwargs):
     x = keras.layers.BatchNormalization(name="stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     kwargs = dict(
-        filters=16, kernel_size=3, strides=strides, padding="same",
-        reduction_ratio=2, num_groups=4, seed=3,
+        filters=16,
+        kernel_size=3,
+        strides=strides,
+        padding="same",
+        reduction_ratio=2,
+        num_groups=4,
+        seed=3,
     )
     kwargs.update(layer_kwargs)
     x = layer_cls(name="groupnl", **kwargs)(x)
@@ -186,8 +191,13 @@ def test_mcu_target(models, data, tmp_path, kind, strides):
     result = convert(model, "mcu", x, out, labels=y, verbose=0)
     report = result.report
 
-    expected = {"model.tflite", "model_data.cc", "model_data.h",
-                "model_ops.h", "model_report.json"}
+    expected = {
+        "model.tflite",
+        "model_data.cc",
+        "model_data.h",
+        "model_ops.h",
+        "model_report.json",
+    }
     assert set(os.listdir(out)) == expected
     assert result.tflite_path == str(out / "model.tflite")
     with open(result.report_path) as f:
@@ -226,15 +236,20 @@ def test_mcu_target(models, data, tmp_path, kind, strides):
 
 @pytest.mark.parametrize(
     "kind,strides,io_dtype",
-    [("dense", 1, "float32"), ("sparse", 2, "float32"),
-     ("dense", 2, "int8"), ("sparse", 1, "int8")],
+    [
+        ("dense", 1, "float32"),
+        ("sparse", 2, "float32"),
+        ("dense", 2, "int8"),
+        ("sparse", 1, "int8"),
+    ],
 )
 def test_phone_target(models, data, tmp_path, kind, strides, io_dtype):
     model = models(kind, strides)
     x, y = data
     out = tmp_path / "phone"
-    result = convert(model, "phone", x, out, labels=y, io_dtype=io_dtype,
-                     verbose=0)
+    result = convert(
+        model, "phone", x, out, labels=y, io_dtype=io_dtype, verbose=0
+    )
     report = result.report
     assert set(os.listdir(out)) == {"model.tflite", "model_report.json"}
     model_bytes = _read(result.tflite_path)
@@ -284,14 +299,17 @@ def test_mcu_layer_variants(data, tmp_path, layer_kwargs):
 def test_mcu_without_batchnorm_folding(models, data, tmp_path):
     model = models("sparse", 1)
     x, _ = data
-    result = convert(model, "mcu", x[:48], tmp_path / "out",
-                     fold_batchnorm=False, verbose=0)
+    result = convert(
+        model, "mcu", x[:48], tmp_path / "out", fold_batchnorm=False, verbose=0
+    )
     assert result.report["float_ops"] == 0
     assert result.report["groupnl"][0]["folded_layers"] == []
     # One 256-byte table per (period, shift) pair instead of per channel.
     assert result.report["groupnl"][0]["tables"] == 4
-    _check_agreement(model.predict(x[:48], verbose=0),
-                     _tflm_predict(_read(result.tflite_path), x[:48]))
+    _check_agreement(
+        model.predict(x[:48], verbose=0),
+        _tflm_predict(_read(result.tflite_path), x[:48]),
+    )
 
 
 def test_conv_directly_after_groupnl_gets_consistent_bias(data, tmp_path):
@@ -320,8 +338,10 @@ def test_conv_directly_after_groupnl_gets_consistent_bias(data, tmp_path):
             ]
             s_in, s_w, s_b = scales[0][0], scales[1], scales[2]
             np.testing.assert_allclose(s_b, s_in * np.asarray(s_w), rtol=1e-5)
-    _check_agreement(model.predict(x_data[:48], verbose=0),
-                     _tflm_predict(_read(result.tflite_path), x_data[:48]))
+    _check_agreement(
+        model.predict(x_data[:48], verbose=0),
+        _tflm_predict(_read(result.tflite_path), x_data[:48]),
+    )
 
 
 # --------------------------------------------------------------------------
@@ -526,14 +546,21 @@ def test_refuses_below_min_agreement(models, data, tmp_path, monkeypatch):
     predict = _runtime.LiteRTRunner.predict
     # A runtime that disagrees with Keras: negated logits flip the top-1.
     monkeypatch.setattr(
-        _runtime.LiteRTRunner, "predict",
+        _runtime.LiteRTRunner,
+        "predict",
         lambda self, x, progress=None: -predict(self, x, progress),
     )
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(ConversionError, match="below min_top1_agreement=0.9"):
-        convert(models("dense", 1), "phone", data[0][:16], out,
-                min_top1_agreement=0.9, verbose=0)
+        convert(
+            models("dense", 1),
+            "phone",
+            data[0][:16],
+            out,
+            min_top1_agreement=0.9,
+            verbose=0,
+        )
     assert os.listdir(out) == []
 
 
@@ -571,8 +598,19 @@ def _assert_nothing_written(tmp_path, before):
         (lambda: np.full((2,) + SHAPE, np.nan, "float32"), r"NaN or infinite"),
         (lambda: "data.npz", r"array of samples or an iterable"),
     ],
-    ids=["none", "empty_array", "empty_list", "empty_iterator", "wrong_shape",
-         "no_batch_axis", "strings", "bool", "complex", "nan", "path"],
+    ids=[
+        "none",
+        "empty_array",
+        "empty_list",
+        "empty_iterator",
+        "wrong_shape",
+        "no_batch_axis",
+        "strings",
+        "bool",
+        "complex",
+        "nan",
+        "path",
+    ],
 )
 def test_bad_representative_data(small_model, tmp_path, make_data, match):
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -613,7 +651,8 @@ def test_unreadable_model(tmp_path):
     with pytest.raises(ValueError, match=r"`model` must be a keras.Model"):
         convert(object(), "mcu", x, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "corrupt.keras", "weights.h5"
+        "corrupt.keras",
+        "weights.h5",
     ]
 
 
@@ -650,8 +689,14 @@ def test_iterable_batches_path_and_labels(models, data, tmp_path):
         for start in range(0, 48, 16):
             yield x[start : start + 16], y[start : start + 16]
 
-    result = convert(str(path), "phone", batches(), tmp_path / "out",
-                     name="fashion_net", verbose=0)
+    result = convert(
+        str(path),
+        "phone",
+        batches(),
+        tmp_path / "out",
+        name="fashion_net",
+        verbose=0,
+    )
     assert result.report["num_samples"] == 48
     assert result.report["verification"]["litert"]["accuracy"] is not None
     assert os.path.basename(result.tflite_path) == "fashion_net.tflite"
@@ -660,21 +705,30 @@ def test_iterable_batches_path_and_labels(models, data, tmp_path):
 def test_verification_data_is_held_out(models, data, tmp_path):
     model = models("dense", 1)
     x, y = data
-    result = convert(model, "mcu", x[:16], tmp_path / "out",
-                     verification_data=(x[16:40], y[16:40]), verbose=0)
+    result = convert(
+        model,
+        "mcu",
+        x[:16],
+        tmp_path / "out",
+        verification_data=(x[16:40], y[16:40]),
+        verbose=0,
+    )
     report = result.report
     assert report["calibration_samples"] == 16
     assert report["num_samples"] == 24
     expected = np.mean(
-        _tflm_predict(_read(result.tflite_path), x[16:40]).argmax(1)
-        == y[16:40]
+        _tflm_predict(_read(result.tflite_path), x[16:40]).argmax(1) == y[16:40]
     )
-    assert report["verification"]["tflm"]["accuracy"] == pytest.approx(
-        expected
-    )
+    assert report["verification"]["tflm"]["accuracy"] == pytest.approx(expected)
     with pytest.raises(ValueError, match="Received: verification_data.shape"):
-        convert(model, "mcu", x[:16], tmp_path / "bad",
-                verification_data=x[:4, :10], verbose=0)
+        convert(
+            model,
+            "mcu",
+            x[:16],
+            tmp_path / "bad",
+            verification_data=x[:4, :10],
+            verbose=0,
+        )
     assert not (tmp_path / "bad").exists()
 
 
@@ -684,8 +738,18 @@ def test_cli_convert(models, data, tmp_path, capsys):
     data_path = tmp_path / "calibration.npz"
     np.savez(data_path, x=data[0][:32], y=data[1][:32])
     out = tmp_path / "out"
-    status = cli.main(["convert", str(model_path), "--target", "mcu",
-                       "--calibration", str(data_path), "--out", str(out)])
+    status = cli.main(
+        [
+            "convert",
+            str(model_path),
+            "--target",
+            "mcu",
+            "--calibration",
+            str(data_path),
+            "--out",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 0, captured.err
     assert "| float ops" in captured.out and "| tensor arena" in captured.out
@@ -694,20 +758,53 @@ def test_cli_convert(models, data, tmp_path, capsys):
 
     held_out = tmp_path / "held_out.npz"
     np.savez(held_out, x=data[0][32:48], y=data[1][32:48])
-    status = cli.main(["convert", str(model_path), "--target", "phone",
-                       "--calibration", str(data_path), "--verification",
-                       str(held_out), "--out", str(tmp_path / "phone"),
-                       "--json"])
+    status = cli.main(
+        [
+            "convert",
+            str(model_path),
+            "--target",
+            "phone",
+            "--calibration",
+            str(data_path),
+            "--verification",
+            str(held_out),
+            "--out",
+            str(tmp_path / "phone"),
+            "--json",
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 0, captured.err
     assert '"num_samples": 16' in captured.out
 
     # Bad input: exit status 2, a message, nothing written.
-    status = cli.main(["convert", str(model_path), "--target", "mcu",
-                       "--calibration", str(tmp_path / "nope.npz"),
-                       "--out", str(tmp_path / "out2")])
+    status = cli.main(
+        [
+            "convert",
+            str(model_path),
+            "--target",
+            "mcu",
+            "--calibration",
+            str(tmp_path / "nope.npz"),
+            "--out",
+            str(tmp_path / "out2"),
+        ]
+    )
     assert status == 2
     assert "no file" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists()
-    assert cli.main(["convert", str(model_path), "--target", "tpu",
-                     "--calibration", str(data_path), "--out", str(out)]) == 2
+    assert (
+        cli.main(
+            [
+                "convert",
+                str(model_path),
+                "--target",
+                "tpu",
+                "--calibration",
+                str(data_path),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )

@@ -55,13 +55,22 @@ def test_other_backend_converts_in_subprocess(tmp_path, backend):
     out = tmp_path / "out"
     completed = subprocess.run(
         [sys.executable, "-c", _OTHER_BACKEND_SCRIPT, backend, str(out)],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    line = [l for l in completed.stdout.splitlines() if l.startswith("RESULT")]
-    report = json.loads(line[0][len("RESULT "):])
+    line = [
+        row for row in completed.stdout.splitlines() if row.startswith("RESULT")
+    ]
+    report = json.loads(line[0][len("RESULT ") :])
     assert report["float_ops"] == 0
     assert report["top1_agreement"] >= MIN_AGREEMENT
-    assert set(os.listdir(out)) == {"model.tflite", "model_data.cc",
-                                    "model_data.h", "model_ops.h",
-                                    "model_report.json"}
+    assert set(os.listdir(out)) == {
+        "model.tflite",
+        "model_data.cc",
+        "model_data.h",
+        "model_ops.h",
+        "model_report.json",
+    }

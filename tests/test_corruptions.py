@@ -10,8 +10,8 @@ from keras_groupnl.robustness import SEVERITY_PARAMS
 from keras_groupnl.robustness import corrupt
 from keras_groupnl.robustness import corrupt_dataset
 from keras_groupnl.robustness import corruption_names
-from keras_groupnl.robustness import jpeg_like
 from keras_groupnl.robustness import corruptions as corruptions_module
+from keras_groupnl.robustness import jpeg_like
 
 NOISE = ("gaussian_noise", "shot_noise", "impulse_noise")
 DETERMINISTIC = tuple(n for n in CORRUPTIONS if n not in NOISE)
@@ -66,8 +66,14 @@ INPUTS = [
 
 def test_names_and_severity_table():
     required = {
-        "gaussian_noise", "shot_noise", "impulse_noise", "gaussian_blur",
-        "defocus_blur", "contrast", "brightness", "pixelate",
+        "gaussian_noise",
+        "shot_noise",
+        "impulse_noise",
+        "gaussian_blur",
+        "defocus_blur",
+        "contrast",
+        "brightness",
+        "pixelate",
         "jpeg_compression",
     }
     assert isinstance(CORRUPTIONS, tuple)
@@ -134,7 +140,9 @@ def test_rank3_interpretation_and_batched_flag():
     rgb = structured(10, 12, 3)[0]
     as_image = corrupt(rgb, "pixelate", 5)
     as_batch = corrupt(rgb, "pixelate", 5, batched=True)
-    np.testing.assert_array_equal(as_image, corrupt(rgb, "pixelate", 5, batched=False))
+    np.testing.assert_array_equal(
+        as_image, corrupt(rgb, "pixelate", 5, batched=False)
+    )
     assert not np.array_equal(as_image, as_batch)
     np.testing.assert_array_equal(as_batch[4], corrupt(rgb[4], "pixelate", 5))
 
@@ -221,7 +229,11 @@ def test_noise_statistics():
 
 @pytest.mark.parametrize(
     "images",
-    [structured(28, 28), to_uint8(structured(32, 32, 3)), structured(13, 21, 3)],
+    [
+        structured(28, 28),
+        to_uint8(structured(32, 32, 3)),
+        structured(13, 21, 3),
+    ],
     ids=["gray28", "rgb32_uint8", "rgb13x21"],
 )
 @pytest.mark.parametrize("name", CORRUPTIONS)
@@ -255,7 +267,9 @@ def test_gaussian_blur_matches_reference_and_keeps_constant_mean():
         y = corrupt(x, "gaussian_blur", severity)
         if len(k) // 2 < 14:  # np.pad symmetric reflects only once
             for i in range(len(x)):
-                np.testing.assert_allclose(y[i], _reference_blur(x[i], k), atol=1e-12)
+                np.testing.assert_allclose(
+                    y[i], _reference_blur(x[i], k), atol=1e-12
+                )
         for value in (0.0, 0.3, 1.0):
             const = np.full((2, 11, 9, 3), value)
             out = corrupt(const, "gaussian_blur", severity)
@@ -278,7 +292,9 @@ def test_defocus_kernel_is_a_disk():
         assert abs(area / (np.pi * radius**2) - 1) < 0.05
     const = np.full((3, 10, 10), 0.6)
     for severity in SEVERITY_LIST:
-        np.testing.assert_allclose(corrupt(const, "defocus_blur", severity), 0.6)
+        np.testing.assert_allclose(
+            corrupt(const, "defocus_blur", severity), 0.6
+        )
 
 
 def test_contrast_and_brightness():
@@ -292,7 +308,9 @@ def test_contrast_and_brightness():
     low = 0.5 * x[..., :1] - 0.12  # in [0.005, 0.255]: no clipping
     for severity in SEVERITY_LIST:
         delta = SEVERITY_PARAMS["brightness"][severity - 1]
-        np.testing.assert_allclose(corrupt(low, "brightness", severity), low + delta)
+        np.testing.assert_allclose(
+            corrupt(low, "brightness", severity), low + delta
+        )
     assert corrupt(np.ones((4, 4)), "brightness", 5).max() == 1.0
 
 
@@ -353,7 +371,10 @@ def test_jpeg_severity_5_is_blockier():
     clean = _blockiness(smooth)
     assert abs(clean - 1) < 0.05
     assert abs(_blockiness(jpeg_like(smooth, 100)) - 1) < 0.05
-    b = [_blockiness(corrupt(smooth, "jpeg_compression", s)) for s in SEVERITY_LIST]
+    b = [
+        _blockiness(corrupt(smooth, "jpeg_compression", s))
+        for s in SEVERITY_LIST
+    ]
     assert b[4] > 2.0 and b[4] > b[0] + 1.0
     assert np.all(np.diff(b) > 0), b
     # corrupt() uses jpeg_like at the documented quality.
@@ -388,7 +409,10 @@ def test_corrupt_dataset():
     assert list(as_dict) == [("contrast", 2)]
     some = list(corrupt_dataset(x, ["brightness", "shot_noise"], (5, 1)))
     assert [(n, s) for n, s, _ in some] == [
-        ("brightness", 5), ("brightness", 1), ("shot_noise", 5), ("shot_noise", 1)
+        ("brightness", 5),
+        ("brightness", 1),
+        ("shot_noise", 5),
+        ("shot_noise", 1),
     ]
 
 
@@ -400,13 +424,21 @@ GOOD = structured(8, 8)
 
 # (function, args, kwargs, message pattern)
 BAD_CALLS = [
-    (corrupt, (GOOD, "fog", 1), {},
-     r"Unknown corruption.*gaussian_noise.*jpeg_compression.*"
-     r"Received: name='fog'"),
+    (
+        corrupt,
+        (GOOD, "fog", 1),
+        {},
+        r"Unknown corruption.*gaussian_noise.*jpeg_compression.*"
+        r"Received: name='fog'",
+    ),
     (corrupt, (GOOD, None, 1), {}, r"Received: name=None"),
     (corrupt, (GOOD, "Contrast", 1), {}, r"Received: name='Contrast'"),
-    (corrupt, (GOOD, "contrast", 0), {},
-     r"severity.*1\.\.5.*Received: severity=0"),
+    (
+        corrupt,
+        (GOOD, "contrast", 0),
+        {},
+        r"severity.*1\.\.5.*Received: severity=0",
+    ),
     (corrupt, (GOOD, "contrast", 6), {}, r"Received: severity=6"),
     (corrupt, (GOOD, "contrast", 2.0), {}, r"Received: severity=2\.0"),
     (corrupt, (GOOD, "contrast", "3"), {}, r"Received: severity='3'"),
@@ -414,34 +446,81 @@ BAD_CALLS = [
     (corrupt, (GOOD, "contrast", None), {}, r"Received: severity=None"),
     (corrupt, (GOOD, "contrast", 1), {"seed": -1}, r"seed.*Received: seed=-1"),
     (corrupt, (GOOD, "contrast", 1), {"seed": 1.5}, r"Received: seed=1\.5"),
-    (corrupt, (np.zeros(8), "contrast", 1), {},
-     r"rank.*Received: images\.shape=\(8,\)"),
-    (corrupt, (np.zeros((2, 3, 4, 4, 1)), "contrast", 1), {},
-     r"rank.*Received: images\.shape=\(2, 3, 4, 4, 1\)"),
-    (corrupt, (np.zeros((2, 4, 4, 3)), "contrast", 1), {"batched": False},
-     r"rank.*Received: images\.shape=\(2, 4, 4, 3\)"),
-    (corrupt, (np.zeros((4, 4)), "contrast", 1), {"batched": True},
-     r"rank.*Received: images\.shape=\(4, 4\)"),
-    (corrupt, (np.zeros((2, 0, 4)), "contrast", 1), {},
-     r"non-empty.*Received: images\.shape=\(2, 0, 4\)"),
-    (corrupt, (np.zeros((4, 4), np.int32), "contrast", 1), {},
-     r"uint8.*float.*Received: images\.dtype=int32"),
-    (corrupt, (np.zeros((4, 4), bool), "contrast", 1), {},
-     r"Received: images\.dtype=bool"),
-    (corrupt, (GOOD * 255, "contrast", 1), {},
-     r"\[0, 1\].*Received: images with values in \[0, 255\]"),
-    (corrupt, (GOOD - 0.5, "contrast", 1), {},
-     r"Received: images with values in \[-0\.5, 0\.5\]"),
-    (corrupt, (np.full((4, 4), np.nan), "contrast", 1), {},
-     r"Received: images with NaN"),
-    (corrupt, (GOOD, "contrast", 1), {"batched": "yes"},
-     r"Received: batched='yes'"),
+    (
+        corrupt,
+        (np.zeros(8), "contrast", 1),
+        {},
+        r"rank.*Received: images\.shape=\(8,\)",
+    ),
+    (
+        corrupt,
+        (np.zeros((2, 3, 4, 4, 1)), "contrast", 1),
+        {},
+        r"rank.*Received: images\.shape=\(2, 3, 4, 4, 1\)",
+    ),
+    (
+        corrupt,
+        (np.zeros((2, 4, 4, 3)), "contrast", 1),
+        {"batched": False},
+        r"rank.*Received: images\.shape=\(2, 4, 4, 3\)",
+    ),
+    (
+        corrupt,
+        (np.zeros((4, 4)), "contrast", 1),
+        {"batched": True},
+        r"rank.*Received: images\.shape=\(4, 4\)",
+    ),
+    (
+        corrupt,
+        (np.zeros((2, 0, 4)), "contrast", 1),
+        {},
+        r"non-empty.*Received: images\.shape=\(2, 0, 4\)",
+    ),
+    (
+        corrupt,
+        (np.zeros((4, 4), np.int32), "contrast", 1),
+        {},
+        r"uint8.*float.*Received: images\.dtype=int32",
+    ),
+    (
+        corrupt,
+        (np.zeros((4, 4), bool), "contrast", 1),
+        {},
+        r"Received: images\.dtype=bool",
+    ),
+    (
+        corrupt,
+        (GOOD * 255, "contrast", 1),
+        {},
+        r"\[0, 1\].*Received: images with values in \[0, 255\]",
+    ),
+    (
+        corrupt,
+        (GOOD - 0.5, "contrast", 1),
+        {},
+        r"Received: images with values in \[-0\.5, 0\.5\]",
+    ),
+    (
+        corrupt,
+        (np.full((4, 4), np.nan), "contrast", 1),
+        {},
+        r"Received: images with NaN",
+    ),
+    (
+        corrupt,
+        (GOOD, "contrast", 1),
+        {"batched": "yes"},
+        r"Received: batched='yes'",
+    ),
     (jpeg_like, (GOOD, 0), {}, r"quality.*Received: quality=0"),
     (jpeg_like, (GOOD, 101), {}, r"Received: quality=101"),
-    (corrupt_dataset, (GOOD, ["contrast", "snow"]), {},
-     r"Received: name='snow'"),
-    (corrupt_dataset, (GOOD,), {"severities": (1, 7)},
-     r"Received: severity=7"),
+    (
+        corrupt_dataset,
+        (GOOD, ["contrast", "snow"]),
+        {},
+        r"Received: name='snow'",
+    ),
+    (corrupt_dataset, (GOOD,), {"severities": (1, 7)}, r"Received: severity=7"),
     (corrupt_dataset, (GOOD * 2,), {}, r"Received: images with values in"),
 ]
 

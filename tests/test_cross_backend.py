@@ -10,11 +10,11 @@ import os
 import subprocess
 import sys
 
+import cross_backend_worker as worker
 import keras
 import numpy as np
 import pytest
 
-import cross_backend_worker as worker
 import keras_groupnl
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -100,7 +100,9 @@ def test_model_saved_on_other_backend_loads_here(saved, backend):
     y_here = worker.run(model, x)
     assert y_here.shape == y_there.shape == (2, 4, 4, 10)
     np.testing.assert_allclose(y_here, y_there, atol=1e-5, rtol=0)
-    assert_same_nlf(worker.nlf_params(model), load_npz(os.path.join(out, "nlf.npz")))
+    assert_same_nlf(
+        worker.nlf_params(model), load_npz(os.path.join(out, "nlf.npz"))
+    )
 
 
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)

@@ -27,11 +27,16 @@ def test_end_to_end_run_writes_a_consistent_report(tmp_path):
     out = tmp_path / "run"
     results = example.main(
         [
-            "--out", str(out),
-            "--train-size", "256",
-            "--epochs", "1",
-            "--corrupted-test-size", "16",
-            "--test-size", "200",
+            "--out",
+            str(out),
+            "--train-size",
+            "256",
+            "--epochs",
+            "1",
+            "--corrupted-test-size",
+            "16",
+            "--test-size",
+            "200",
         ]
     )
     for name in ("report.json", "report.md", *results["plots"]):
@@ -41,7 +46,10 @@ def test_end_to_end_run_writes_a_consistent_report(tmp_path):
     assert saved["int8_test_size"] == 200
     assert saved["corrupted_test_size"] == 16
     assert set(saved["models"]) == {"plain", "groupnl"}
-    assert saved["models"]["groupnl"]["params"] < saved["models"]["plain"]["params"]
+    assert (
+        saved["models"]["groupnl"]["params"]
+        < saved["models"]["plain"]["params"]
+    )
     for kind in ("plain", "groupnl"):
         accuracies = saved["robustness"][kind]
         assert 0.0 <= accuracies["clean"] <= 1.0

@@ -12,11 +12,11 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
+from numpy_reference import conv2d as reference_conv2d
+from numpy_reference import groupnl_reference
 
 from keras_groupnl.layers import GroupNLConv2D
 from keras_groupnl.layers import SparseGroupNLConv2D
-from numpy_reference import conv2d as reference_conv2d
-from numpy_reference import groupnl_reference
 
 LAYERS = [GroupNLConv2D, SparseGroupNLConv2D]
 LAYER_IDS = ["dense", "sparse"]
@@ -180,13 +180,17 @@ CORRECTNESS_CASES = {
     # s=6: sparse has 2 conv groups, 2 inputs and 3 outputs per group.
     "s6_g4_uneven_groups": dict(filters=12, num_groups=4, in_channels=4),
     # s=3, 7 generated maps: 3 copies, the last one truncated; groups [2, 1].
-    "f10_r4_g2": dict(filters=10, reduction_ratio=4, num_groups=2, in_channels=6),
+    "f10_r4_g2": dict(
+        filters=10, reduction_ratio=4, num_groups=2, in_channels=6
+    ),
     "f10_r4_g2_shuffle": dict(
         filters=10, reduction_ratio=4, num_groups=2, in_channels=6, shuffle=True
     ),
     # s=4, 3 generated maps: 1 truncated copy; groups [2, 1, 1].
     "f7_r2_g3": dict(filters=7, num_groups=3, in_channels=4),
-    "f7_r2_g3_shuffle": dict(filters=7, num_groups=3, in_channels=4, shuffle=True),
+    "f7_r2_g3_shuffle": dict(
+        filters=7, num_groups=3, in_channels=4, shuffle=True
+    ),
     "shuffle_r4": dict(
         filters=16, reduction_ratio=4, num_groups=4, in_channels=8, shuffle=True
     ),
@@ -210,10 +214,16 @@ CORRECTNESS_CASES = {
         padding="same",
         data_format="channels_first",
     ),
-    "one_group": dict(filters=12, reduction_ratio=4, num_groups=1, in_channels=3),
-    "float_ratio": dict(filters=10, reduction_ratio=2.5, num_groups=2, in_channels=2),
+    "one_group": dict(
+        filters=12, reduction_ratio=4, num_groups=1, in_channels=3
+    ),
+    "float_ratio": dict(
+        filters=10, reduction_ratio=2.5, num_groups=2, in_channels=2
+    ),
     # r=1: no generated channel, no NLF weights.
-    "r1_seeds_only": dict(filters=6, reduction_ratio=1, num_groups=2, in_channels=3),
+    "r1_seeds_only": dict(
+        filters=6, reduction_ratio=1, num_groups=2, in_channels=3
+    ),
     "use_bias": dict(
         filters=10,
         reduction_ratio=4,
@@ -236,21 +246,40 @@ CORRECTNESS_CASES = {
     # rows (channels_last, shuffled single copy) or cols (channels_first)
     # equal to the seed channel count s.
     "regress_shuffle_one_copy_rows_eq_s": dict(
-        filters=7, num_groups=3, in_channels=4, kernel_size=1, shuffle=True,
+        filters=7,
+        num_groups=3,
+        in_channels=4,
+        kernel_size=1,
+        shuffle=True,
         input_hw=(4, 5),
     ),
     "regress_channels_first_one_copy_cols_eq_s": dict(
-        filters=8, num_groups=2, in_channels=4, kernel_size=1,
-        data_format="channels_first", input_hw=(5, 4),
+        filters=8,
+        num_groups=2,
+        in_channels=4,
+        kernel_size=1,
+        data_format="channels_first",
+        input_hw=(5, 4),
     ),
     "regress_channels_first_bias_cols_eq_s": dict(
-        filters=6, reduction_ratio=1, num_groups=2, in_channels=3,
-        kernel_size=1, data_format="channels_first", use_bias=True,
-        bias_initializer=NumpyNormal(seed=1), input_hw=(5, 6),
+        filters=6,
+        reduction_ratio=1,
+        num_groups=2,
+        in_channels=3,
+        kernel_size=1,
+        data_format="channels_first",
+        use_bias=True,
+        bias_initializer=NumpyNormal(seed=1),
+        input_hw=(5, 6),
     ),
     "regress_channels_first_bias_one_copy_cols_eq_s": dict(
-        filters=7, num_groups=3, in_channels=4, data_format="channels_first",
-        use_bias=True, bias_initializer=NumpyNormal(seed=1), padding="same",
+        filters=7,
+        num_groups=3,
+        in_channels=4,
+        data_format="channels_first",
+        use_bias=True,
+        bias_initializer=NumpyNormal(seed=1),
+        padding="same",
         input_hw=(6, 4),
     ),
     "channels_first": dict(
@@ -330,7 +359,11 @@ def test_eager_matches_numpy_reference(cls, name):
 def test_output_layout(cls):
     """Seeds first (unit norm), then sin of one seed channel per output."""
     layer = cls(
-        10, 3, reduction_ratio=4, num_groups=2, seed=5,
+        10,
+        3,
+        reduction_ratio=4,
+        num_groups=2,
+        seed=5,
         kernel_initializer=NumpyNormal(),
     )
     x = np.random.default_rng(2).normal(size=(1, 6, 6, 6)).astype("float32")
@@ -364,7 +397,12 @@ def test_nlf_index_helpers_describe_the_output(cls, shuffle):
     The converters build their lookup tables from these two arrays.
     """
     layer = cls(
-        11, 3, reduction_ratio=3, num_groups=2, shuffle=shuffle, seed=2,
+        11,
+        3,
+        reduction_ratio=3,
+        num_groups=2,
+        shuffle=shuffle,
+        seed=2,
         kernel_initializer=NumpyNormal(),
     )
     x = np.random.default_rng(3).normal(size=(1, 6, 6, 8)).astype("float32")
@@ -526,7 +564,9 @@ def test_keras_save_and_load(tmp_path):
     # values: the loaded ones did come from the file.
     fresh = GroupNLConv2D.from_config(model.get_layer("dense_gnl").get_config())
     fresh.build((None, 9, 9, 4))
-    assert not np.array_equal(to_numpy(fresh.nlf_period), before["dense_gnl"][0])
+    assert not np.array_equal(
+        to_numpy(fresh.nlf_period), before["dense_gnl"][0]
+    )
 
 
 # --------------------------------------------------------------------------
@@ -549,8 +589,13 @@ SHAPE_CASES = {
         (1, 4, 3, 8),
     ),
     "none_spatial_same": (
-        dict(filters=10, kernel_size=3, padding="same", reduction_ratio=4,
-             num_groups=2),
+        dict(
+            filters=10,
+            kernel_size=3,
+            padding="same",
+            reduction_ratio=4,
+            num_groups=2,
+        ),
         (None, None, None, 6),
         (None, None, None, 10),
         (2, 7, 6, 6),
@@ -564,24 +609,39 @@ SHAPE_CASES = {
         (3, 5, 6, 7),
     ),
     "fixed_batch": (
-        dict(filters=12, kernel_size=(1, 3), strides=(1, 2), reduction_ratio=3,
-             num_groups=2),
+        dict(
+            filters=12,
+            kernel_size=(1, 3),
+            strides=(1, 2),
+            reduction_ratio=3,
+            num_groups=2,
+        ),
         (4, 6, 9, 4),
         (4, 6, 4, 12),
         (4, 6, 9, 4),
         (4, 6, 4, 12),
     ),
     "channels_first": (
-        dict(filters=8, kernel_size=(3, 2), strides=(1, 2),
-             data_format="channels_first", num_groups=2),
+        dict(
+            filters=8,
+            kernel_size=(3, 2),
+            strides=(1, 2),
+            data_format="channels_first",
+            num_groups=2,
+        ),
         (None, 4, None, 9),
         (None, 8, None, 4),
         (2, 4, 7, 9),
         (2, 8, 5, 4),
     ),
     "seeds_only": (
-        dict(filters=4, kernel_size=3, reduction_ratio=1, padding="same",
-             num_groups=1),
+        dict(
+            filters=4,
+            kernel_size=3,
+            reduction_ratio=1,
+            padding="same",
+            num_groups=1,
+        ),
         (None, None, None, 2),
         (None, None, None, 4),
         (1, 5, 4, 2),
@@ -762,7 +822,12 @@ def test_dtype_policy_fixture_restores_float32():
 )
 def test_zero_input_is_finite(cls, dtype):
     layer = cls(
-        10, 3, reduction_ratio=4, num_groups=2, dtype=dtype, seed=6,
+        10,
+        3,
+        reduction_ratio=4,
+        num_groups=2,
+        dtype=dtype,
+        seed=6,
         kernel_initializer=NumpyNormal(),
     )
     x = np.zeros((2, 5, 5, 6), dtype="float32")
@@ -784,9 +849,9 @@ def test_norm_floor(cls):
     layer = cls(8, 1, num_groups=2, seed=1, kernel_initializer="ones")
     # Dense: every seed map is the sum of the 4 inputs (4 * value), their
     # norm 8 * value. Sparse (depthwise here): seed = value, norm 2 * value.
-    x = np.stack(
-        [np.full((2, 2, 4), 1e-9), np.full((2, 2, 4), 1e-20)]
-    ).astype("float32")
+    x = np.stack([np.full((2, 2, 4), 1e-9), np.full((2, 2, 4), 1e-20)]).astype(
+        "float32"
+    )
     y = to_numpy(layer(x))
     assert np.all(np.isfinite(y))
     np.testing.assert_allclose(y[0, ..., :4], 0.5, rtol=1e-5)
@@ -894,8 +959,14 @@ BAD_ARGUMENTS = [
         dict(reduction_ratio=-2),
         r"positive number\. " + received("reduction_ratio", -2),
     ),
-    (dict(reduction_ratio=0.5), r"at least 1.*" + received("reduction_ratio", 0.5)),
-    (dict(reduction_ratio=float("inf")), received("reduction_ratio", float("inf"))),
+    (
+        dict(reduction_ratio=0.5),
+        r"at least 1.*" + received("reduction_ratio", 0.5),
+    ),
+    (
+        dict(reduction_ratio=float("inf")),
+        received("reduction_ratio", float("inf")),
+    ),
     (dict(reduction_ratio="2"), received("reduction_ratio", "2")),
     (dict(num_groups=0), r"positive integer\. " + received("num_groups", 0)),
     (dict(num_groups=-1), received("num_groups", -1)),
@@ -910,14 +981,20 @@ BAD_ARGUMENTS = [
         r"= 3 .*" + received("num_groups", 4),
     ),
     (dict(period_range=(1.0,)), received("period_range", (1.0,))),
-    (dict(period_range=(1.0, 2.0, 3.0)), received("period_range", (1.0, 2.0, 3.0))),
+    (
+        dict(period_range=(1.0, 2.0, 3.0)),
+        received("period_range", (1.0, 2.0, 3.0)),
+    ),
     (dict(period_range=(2.0, 1.0)), received("period_range", (2.0, 1.0))),
     (dict(period_range=(1.5, 1.5)), received("period_range", (1.5, 1.5))),
     (dict(period_range="12"), received("period_range", "12")),
     (dict(period_range=("1", "2")), received("period_range", ("1", "2"))),
     (dict(period_range=1.0), received("period_range", 1.0)),
     (dict(period_range=None), received("period_range", None)),
-    (dict(period_range=(0.0, float("inf"))), received("period_range", (0.0, float("inf")))),
+    (
+        dict(period_range=(0.0, float("inf"))),
+        received("period_range", (0.0, float("inf"))),
+    ),
     (dict(shift_range=(5.0,)), received("shift_range", (5.0,))),
     (dict(shift_range=(5.0, 1.0)), received("shift_range", (5.0, 1.0))),
     (dict(shift_range=(3, 3)), received("shift_range", (3, 3))),
@@ -927,7 +1004,10 @@ BAD_ARGUMENTS = [
     (dict(padding="causal"), received("padding", "causal")),
     (dict(padding="full"), received("padding", "full")),
     (dict(padding=None), received("padding", None)),
-    (dict(data_format="channels_middle"), received("data_format", "channels_middle")),
+    (
+        dict(data_format="channels_middle"),
+        received("data_format", "channels_middle"),
+    ),
     (dict(data_format="NHWC"), received("data_format", "NHWC")),
     (dict(kernel_size=0), received("kernel_size", 0)),
     (dict(kernel_size=(3,)), received("kernel_size", (3,))),

@@ -80,7 +80,9 @@ def test_models_see_the_same_corrupted_images():
 def test_defaults_cover_every_corruption():
     images, labels = _data()
     results = corruption_accuracy(
-        {"a": _brightness_classifier(115)}, images[:4], labels[:4],
+        {"a": _brightness_classifier(115)},
+        images[:4],
+        labels[:4],
         severities=(1,),
     )
     assert tuple(results["a"]["corrupted"]) == CORRUPTIONS
@@ -89,7 +91,8 @@ def test_defaults_cover_every_corruption():
 def test_bad_arguments():
     images, labels = _data()
     with pytest.raises(ValueError, match="Received: labels with 3 entries"):
-        corruption_accuracy({"a": _brightness_classifier(1)}, images,
-                            labels[:3])
+        corruption_accuracy(
+            {"a": _brightness_classifier(1)}, images, labels[:3]
+        )
     with pytest.raises(ValueError, match="Received: predict_fns"):
         corruption_accuracy({}, images, labels)

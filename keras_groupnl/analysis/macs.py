@@ -133,7 +133,9 @@ def _shapes(layer, which):
         )
     shapes = []
     for node in nodes:
-        tensors = node.input_tensors if which == "input" else node.output_tensors
+        tensors = (
+            node.input_tensors if which == "input" else node.output_tensors
+        )
         shape = tuple(tensors[0].shape)
         if any(d is None for d in shape[1:]):
             raise ValueError(

@@ -19,7 +19,9 @@ from keras_groupnl.applications import efficientnet_edgetpu
 from keras_groupnl.applications import mobilenet_v3
 from keras_groupnl.applications import resnet
 from keras_groupnl.applications._common import CONV_TYPES
-from keras_groupnl.applications.efficientnet_edgetpu import GroupNLEfficientNetES
+from keras_groupnl.applications.efficientnet_edgetpu import (
+    GroupNLEfficientNetES,
+)
 from keras_groupnl.applications.mobilenet_v3 import GroupNLMobileNetV3Large
 from keras_groupnl.applications.mobilenet_v3 import GroupNLMobileNetV3Small
 from keras_groupnl.applications.resnet import GroupNLResNet8

@@ -133,14 +133,16 @@ class ConvChoice:
             raise ValueError(
                 "`conv_type` must be one of 'dense' (GroupNLConv2D), "
                 "'sparse' (SparseGroupNLConv2D) or 'plain' (the standard "
-                f"conv, the plain counterpart). Received: conv_type={conv_type!r}"
+                "conv, the plain counterpart). "
+                f"Received: conv_type={conv_type!r}"
             )
         if conv_type not in allowed_conv_types:
             raise ValueError(
                 "This model replaces depthwise convs, which only have a "
                 "sparse GroupNL counterpart: a dense seed conv would cost "
                 "more than the depthwise conv it replaces. `conv_type` must "
-                f"be one of {allowed_conv_types}. Received: conv_type={conv_type!r}"
+                f"be one of {allowed_conv_types}. "
+                f"Received: conv_type={conv_type!r}"
             )
         if (
             not isinstance(reduction_ratio, (int, float, np.number))
@@ -353,7 +355,9 @@ def load_weights(model, path):
         )
         details = []
         if missing:
-            details.append(f"{len(missing)} variables missing (e.g. {missing[0]})")
+            details.append(
+                f"{len(missing)} variables missing (e.g. {missing[0]})"
+            )
         if unexpected:
             details.append(
                 f"{len(unexpected)} unexpected variables (e.g. {unexpected[0]})"
@@ -522,7 +526,8 @@ def check_name(name, default):
         return default
     if not isinstance(name, str) or not name:
         raise ValueError(
-            f"`name` must be None or a non-empty string. Received: name={name!r}"
+            "`name` must be None or a non-empty string. "
+            f"Received: name={name!r}"
         )
     return name
 

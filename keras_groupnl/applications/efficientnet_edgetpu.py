@@ -1,4 +1,4 @@
-"""GroupNL EfficientNet-EdgeTPU-S (EfficientNet-ES), the method's ImageNet-C model.
+"""GroupNL EfficientNet-EdgeTPU-S (EfficientNet-ES), the ImageNet-C model.
 
 The architecture is that of the TensorFlow TPU reference
 `efficientnet-edgetpu-S` (timm's `efficientnet_es`): a stride-2 stem, three
@@ -37,7 +37,11 @@ _CONV_KERNEL_INITIALIZER = {
 }
 _DENSE_KERNEL_INITIALIZER = {
     "class_name": "VarianceScaling",
-    "config": {"scale": 1.0 / 3.0, "mode": "fan_out", "distribution": "uniform"},
+    "config": {
+        "scale": 1.0 / 3.0,
+        "mode": "fan_out",
+        "distribution": "uniform",
+    },
 }
 
 
@@ -63,7 +67,9 @@ def _blocks(stages):
     """Expands the stage rows into one tuple per block, with its name."""
     blocks = []
     for stage, row in enumerate(stages):
-        kind, repeats, kernel, stride, expand, filters_in, filters_out, skip = row
+        kind, repeats, kernel, stride, expand, filters_in, filters_out, skip = (
+            row
+        )
         for index in range(repeats):
             blocks.append(
                 (
@@ -86,11 +92,15 @@ def _block(x, block, drop_rate, choice):
     if kind == "fused":
         x = _conv(mid, kernel, stride, f"{prefix}expand_conv")(x)
         x = _batch_norm(f"{prefix}expand_bn")(x)
-        x = keras.layers.Activation("relu", name=f"{prefix}expand_activation")(x)
+        x = keras.layers.Activation("relu", name=f"{prefix}expand_activation")(
+            x
+        )
     else:
         x = _conv(mid, 1, 1, f"{prefix}expand_conv")(x)
         x = _batch_norm(f"{prefix}expand_bn")(x)
-        x = keras.layers.Activation("relu", name=f"{prefix}expand_activation")(x)
+        x = keras.layers.Activation("relu", name=f"{prefix}expand_activation")(
+            x
+        )
         x = choice.depthwise(mid, kernel, stride, f"{prefix}dwconv")(x)
         x = _batch_norm(f"{prefix}bn")(x)
         x = keras.layers.Activation("relu", name=f"{prefix}activation")(x)
@@ -139,7 +149,9 @@ def _efficientnet_edgetpu(
         default_size=224,
     )
     dropout_rate = _common.check_rate(dropout_rate, "dropout_rate")
-    drop_connect_rate = _common.check_rate(drop_connect_rate, "drop_connect_rate")
+    drop_connect_rate = _common.check_rate(
+        drop_connect_rate, "drop_connect_rate"
+    )
     include_preprocessing = _common.check_bool(
         include_preprocessing, "include_preprocessing"
     )
@@ -169,9 +181,7 @@ def _efficientnet_edgetpu(
         x = keras.layers.Rescaling(
             scale=1.0 / 128.0, offset=-127.0 / 128.0, name="rescaling"
         )(x)
-    x = _conv(
-        _STEM_FILTERS, 3, 2 if stem == "imagenet" else 1, "stem_conv"
-    )(x)
+    x = _conv(_STEM_FILTERS, 3, 2 if stem == "imagenet" else 1, "stem_conv")(x)
     x = _batch_norm("stem_bn")(x)
     x = keras.layers.Activation("relu", name="stem_activation")(x)
     for index, block in enumerate(blocks):

@@ -108,7 +108,9 @@ def _se_block(inputs, filters, se_ratio, prefix):
     x = keras.layers.Activation(
         "hard_sigmoid", name=f"{prefix}squeeze_excite_hard_sigmoid"
     )(x)
-    return keras.layers.Multiply(name=f"{prefix}squeeze_excite_mul")([inputs, x])
+    return keras.layers.Multiply(name=f"{prefix}squeeze_excite_mul")(
+        [inputs, x]
+    )
 
 
 def _prefix(block_id):
@@ -265,9 +267,9 @@ def _mobilenet_v3(
             x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
         x = keras.layers.Conv2D(classes, 1, padding="same", name="logits")(x)
         x = keras.layers.Flatten(name="flatten")(x)
-        x = keras.layers.Activation(
-            classifier_activation, name="predictions"
-        )(x)
+        x = keras.layers.Activation(classifier_activation, name="predictions")(
+            x
+        )
     elif pooling is not None:
         x = _common.global_pool(x, pooling)
     return _common.finish(inputs, x, name, weights_path)
@@ -329,7 +331,7 @@ def _doc(model_type):
         with_groupnl=" with sparse GroupNL convolutions",
         summary=(
             f"{title} (Howard et al.) with the layout of "
-            f"`keras.applications.{title}`: with `conv_type=\"plain\"` it "
+            f'`keras.applications.{title}`: with `conv_type="plain"` it '
             "is that model, layer for layer (same parameter count), with "
             "named activation layers and 'same' padding on strided "
             "depthwise convs."
@@ -337,9 +339,7 @@ def _doc(model_type):
         groupnl_convs=_GROUPNL_CONVS,
         small_inputs=_SMALL_INPUTS,
         preprocessing=_PREPROCESSING,
-        reference=(
-            "- Searching for MobileNetV3 (Howard et al., ICCV 2019)."
-        ),
+        reference=("- Searching for MobileNetV3 (Howard et al., ICCV 2019)."),
         default_shape="(224, 224, 3)",
         classes=1000,
         family_args=_FAMILY_ARGS,

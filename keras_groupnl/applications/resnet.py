@@ -144,7 +144,9 @@ def _replaceable_convs(block, stack, stem_filters):
             prefix = f"conv{stage}_block{index}"
             block_stride = stride if index == 1 else 1
             if block == "basic":
-                convs.append((in_channels, width, block_stride, f"{prefix}_1_conv"))
+                convs.append(
+                    (in_channels, width, block_stride, f"{prefix}_1_conv")
+                )
                 convs.append((width, width, 1, f"{prefix}_2_conv"))
             else:
                 convs.append((width, width, block_stride, f"{prefix}_2_conv"))
@@ -557,7 +559,13 @@ def GroupNLResNet152(
 
 
 GroupNLResNet8.__doc__ = _doc(
-    "resnet8", "ResNet-8", _RESNET8_SUMMARY, _RESNET8_SMALL_INPUTS, False, 10, 32
+    "resnet8",
+    "ResNet-8",
+    _RESNET8_SUMMARY,
+    _RESNET8_SMALL_INPUTS,
+    False,
+    10,
+    32,
 )
 for _function, _depth, _blocks in (
     (GroupNLResNet18, 18, "basic blocks [2, 2, 2, 2]"),
@@ -624,8 +632,9 @@ def preprocess_input(x, data_format=None):
     if channels == 3:
         mean, std = _IMAGENET_MEAN, _IMAGENET_STD
     elif channels == 1:
-        mean, std = (float(np.mean(_IMAGENET_MEAN)),), (
-            float(np.mean(_IMAGENET_STD)),
+        mean, std = (
+            (float(np.mean(_IMAGENET_MEAN)),),
+            (float(np.mean(_IMAGENET_STD)),),
         )
     else:
         raise ValueError(

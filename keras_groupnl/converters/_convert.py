@@ -255,11 +255,13 @@ def collect_data(representative_data, labels=None):
             "Received: representative_data=None"
         )
     found_labels = []
-    if isinstance(representative_data, np.ndarray) or hasattr(
-        representative_data, "__array__"
-    ) or (
-        hasattr(representative_data, "shape")
-        and hasattr(representative_data, "dtype")
+    if (
+        isinstance(representative_data, np.ndarray)
+        or hasattr(representative_data, "__array__")
+        or (
+            hasattr(representative_data, "shape")
+            and hasattr(representative_data, "dtype")
+        )
     ):
         batches = [_to_array(representative_data, "`representative_data`")]
     elif isinstance(representative_data, (str, bytes, dict)):

@@ -261,7 +261,10 @@ class _LayerExport:
         y = tf.nn.bias_add(y, tf.constant(fold.shift[: self.seeds]))
         y = _tf_activation(y, fold.activation)
         return tf.quantization.fake_quant_with_min_max_args(
-            y, min=fold.range[0], max=fold.range[1], num_bits=8,
+            y,
+            min=fold.range[0],
+            max=fold.range[1],
+            num_bits=8,
             narrow_range=False,
         )
 
@@ -289,7 +292,8 @@ class _LayerExport:
                     name
                     for name in (
                         self.fold.bn_layer.name,
-                        None if self.fold.act_layer is None
+                        None
+                        if self.fold.act_layer is None
                         else self.fold.act_layer.name,
                     )
                     if name

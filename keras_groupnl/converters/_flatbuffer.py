@@ -574,19 +574,31 @@ def _replace_island(model, subgraph, nlf, out_index, reps):
 
     base = tensor_name(out).split(";")[0]
     cast_out = _add_tensor(
-        subgraph, f"{base}/groupnl_lut/index_int32", schema.TensorType.INT32,
+        subgraph,
+        f"{base}/groupnl_lut/index_int32",
+        schema.TensorType.INT32,
         shape,
     )
     offset_tensor = _add_tensor(
-        subgraph, f"{base}/groupnl_lut/table_offsets", schema.TensorType.INT32,
-        [len(offsets)], buffer=_add_buffer(model, offsets),
+        subgraph,
+        f"{base}/groupnl_lut/table_offsets",
+        schema.TensorType.INT32,
+        [len(offsets)],
+        buffer=_add_buffer(model, offsets),
     )
     index_tensor = _add_tensor(
-        subgraph, f"{base}/groupnl_lut/index", schema.TensorType.INT32, shape,
+        subgraph,
+        f"{base}/groupnl_lut/index",
+        schema.TensorType.INT32,
+        shape,
     )
     table_tensor = _add_tensor(
-        subgraph, f"{base}/groupnl_lut/table", schema.TensorType.INT8,
-        [len(table)], buffer=_add_buffer(model, table), quant=out_quant,
+        subgraph,
+        f"{base}/groupnl_lut/table",
+        schema.TensorType.INT8,
+        [len(table)],
+        buffer=_add_buffer(model, table),
+        quant=out_quant,
     )
 
     cast = schema.OperatorT()
@@ -830,9 +842,7 @@ def float_ops(model):
 
 def float_tensors(model):
     subgraph = model.subgraphs[0]
-    return [
-        tensor_name(t) for t in subgraph.tensors if t.type in FLOAT_TYPES
-    ]
+    return [tensor_name(t) for t in subgraph.tensors if t.type in FLOAT_TYPES]
 
 
 def op_tensor_names(model, op_index):
@@ -849,9 +859,12 @@ def activation_bytes(model):
     """Bytes of all non-constant tensors: an upper bound of the activations."""
     total = 0
     sizes = {
-        schema.TensorType.INT8: 1, schema.TensorType.UINT8: 1,
-        schema.TensorType.INT16: 2, schema.TensorType.INT32: 4,
-        schema.TensorType.INT64: 8, schema.TensorType.FLOAT32: 4,
+        schema.TensorType.INT8: 1,
+        schema.TensorType.UINT8: 1,
+        schema.TensorType.INT16: 2,
+        schema.TensorType.INT32: 4,
+        schema.TensorType.INT64: 8,
+        schema.TensorType.FLOAT32: 4,
     }
     for tensor in model.subgraphs[0].tensors:
         if is_constant(model, tensor) or tensor.shape is None:

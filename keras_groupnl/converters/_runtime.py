@@ -171,9 +171,7 @@ class TFLMRunner(_Runner):
         self.invoke_raw(raw)
         with _captured_stderr() as log:
             self.interpreter.print_allocations()
-        match = re.search(
-            r"Arena allocation total (\d+) bytes", log["text"]
-        )
+        match = re.search(r"Arena allocation total (\d+) bytes", log["text"])
         if match is None:
             raise TFLMError(
                 "TFLite Micro did not report its arena usage.", log["text"]

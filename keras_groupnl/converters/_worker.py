@@ -3,8 +3,9 @@
 Usage: python -m keras_groupnl.converters._worker SPEC.json
 
 The spec names the `.keras` model, an `.npz` with the samples (`x` to
-calibrate, `x_check` and, with labels, `y_check` to verify), the output directory and the options. The result, or
-the error, is written as JSON to the spec's `result_path`.
+calibrate, `x_check` and, with labels, `y_check` to verify), the output
+directory and the options. The result, or the error, is written as JSON to
+the spec's `result_path`.
 """
 
 import json

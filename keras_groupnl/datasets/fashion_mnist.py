@@ -40,9 +40,17 @@ def read_idx(path):
     with opener(path, "rb") as f:
         data = f.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise ValueError(f"Not an IDX file (bad magic number). Received: path={path}")
-    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4",
-              0x0D: ">f4", 0x0E: ">f8"}
+        raise ValueError(
+            f"Not an IDX file (bad magic number). Received: path={path}"
+        )
+    dtypes = {
+        0x08: np.uint8,
+        0x09: np.int8,
+        0x0B: ">i2",
+        0x0C: ">i4",
+        0x0D: ">f4",
+        0x0E: ">f8",
+    }
     if data[2] not in dtypes:
         raise ValueError(
             f"Unknown IDX data type {data[2]:#x}. Received: path={path}"
@@ -98,7 +106,8 @@ def load_fashion_mnist(data_dir=None, download=True):
     if data_dir is not None:
         raise ValueError(
             "The Fashion-MNIST IDX files were not found in `data_dir` "
-            f"(expected {sorted(_FILES.values())}). Received: data_dir={data_dir}"
+            f"(expected {sorted(_FILES.values())}). "
+            f"Received: data_dir={data_dir}"
         )
     if not download:
         raise FileNotFoundError(

@@ -23,7 +23,9 @@ def _normalize_tuple(value, name):
         value is None
         or len(value) != 2
         or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
+            isinstance(v, (int, np.integer))
+            and not isinstance(v, bool)
+            and v > 0
             for v in value
         )
     ):
@@ -366,9 +368,7 @@ class BaseGroupNLConv(keras.layers.Layer):
         # sin(T * (u - phi)). `ops.subtract`, not `ops.add` of -T * phi:
         # TensorFlow's `ops.add` may apply a (copies, seeds) table with one
         # copy as a bias on the wrong axis (see the bias add above).
-        generated = ops.sin(
-            ops.multiply(ops.subtract(expanded, shift), period)
-        )
+        generated = ops.sin(ops.multiply(ops.subtract(expanded, shift), period))
         generated = self._merge_copy_axes(generated)
         if full != self.generated_channels:
             if self.data_format == "channels_last":
@@ -394,9 +394,7 @@ class BaseGroupNLConv(keras.layers.Layer):
         else:
             spatial = input_shape[2:4]
         spatial = tuple(
-            conv_output_length(
-                length, k, s, d, self.padding
-            )
+            conv_output_length(length, k, s, d, self.padding)
             for length, k, s, d in zip(
                 spatial, self.kernel_size, self.strides, self.dilation_rate
             )

@@ -137,9 +137,7 @@ class SparseGroupNLConv2D(BaseGroupNLConv):
             return ops.reshape(
                 outputs, (-1, shape[1], shape[2], self.seed_channels)
             )
-        outputs = ops.reshape(
-            outputs, (-1, blocks, width, shape[2], shape[3])
-        )
+        outputs = ops.reshape(outputs, (-1, blocks, width, shape[2], shape[3]))
         outputs = ops.einsum("nbkhw,kd->nbdhw", outputs, summation)
         return ops.reshape(
             outputs, (-1, self.seed_channels, shape[2], shape[3])

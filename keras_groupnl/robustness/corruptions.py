@@ -187,7 +187,8 @@ def _validate_images(images, batched):
     """
     if batched not in (None, True, False):
         raise ValueError(
-            f"`batched` must be None, True or False. Received: batched={batched!r}"
+            "`batched` must be None, True or False. "
+            f"Received: batched={batched!r}"
         )
     x = np.asarray(images)
     dtype = x.dtype
@@ -357,7 +358,9 @@ def _jpeg_like(x, quality):
     n, h, w, c = x.shape
     q = jpeg_quantisation_table(quality)
     ph, pw = -h % 8, -w % 8
-    v = np.pad(x * 255.0 - 128.0, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
+    v = np.pad(
+        x * 255.0 - 128.0, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge"
+    )
     bh, bw = (h + ph) // 8, (w + pw) // 8
     # (n, bh, 8, bw, 8, c) -> blocks indexed [n, by, bx, c, i, j]
     blocks = v.reshape(n, bh, 8, bw, 8, c).transpose(0, 1, 3, 5, 2, 4)
@@ -451,7 +454,9 @@ def jpeg_like(images, quality, *, batched=None):
     return _map_chunks(x4, lambda x: _jpeg_like(x, quality), shape)
 
 
-def corrupt_dataset(images, names=None, severities=SEVERITIES, seed=0, *, batched=None):
+def corrupt_dataset(
+    images, names=None, severities=SEVERITIES, seed=0, *, batched=None
+):
     """Yields `(name, severity, corrupted_images)` for every requested pair.
 
     Arguments are validated before the first item is produced. Use
@@ -487,8 +492,10 @@ def corrupt_dataset(images, names=None, severities=SEVERITIES, seed=0, *, batche
     def generate():
         for name in names:
             for severity in severities:
-                yield name, severity, corrupt(
-                    images, name, severity, seed, batched=batched
+                yield (
+                    name,
+                    severity,
+                    corrupt(images, name, severity, seed, batched=batched),
                 )
 
     return generate()
