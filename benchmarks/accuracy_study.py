@@ -1,0 +1,361 @@
+"""Accuracy study: GroupNL against plain ResNet-8 on Fashion-MNIST, converged.
+
+Trains every variant with one recipe and the same seeds (so differences are
+paired), evaluates clean accuracy and accuracy on 9 corruptions x 5
+severities of the whole test set, and writes JSON, a Markdown table and
+plots. Every finished (variant, seed) and every epoch is saved, so the study
+can be stopped (Ctrl-C) and continued by running the same command again.
+
+    python benchmarks/accuracy_study.py                  # the full study
+    python benchmarks/accuracy_study.py --report-only    # tables and plots
+
+Recipe: SGD with Nesterov momentum 0.9, batch 128, learning rate 0.1 after
+one epoch of linear warm-up, cosine decay to 0, decoupled weight decay
+5e-4; each epoch the training images are randomly shifted (a 28x28 crop of
+the image zero-padded by 2 pixels) and flipped horizontally with
+probability 1/2, as Fashion-MNIST benchmarks do. The augmentation and the
+batch order of epoch `e` are drawn from `(seed, e)`, so a resumed run sees
+the same data as an uninterrupted one.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import study_report  # noqa: E402
+from backend_runs import write_json  # noqa: E402
+
+# Variant name -> GroupNLResNet8 settings; "plain" is the baseline.
+VARIANTS = {
+    "plain": {"conv_type": "plain"},
+    "dense_r2": {"conv_type": "dense", "reduction_ratio": 2},
+    "dense_r4": {"conv_type": "dense", "reduction_ratio": 4},
+    "sparse_r2": {"conv_type": "sparse", "reduction_ratio": 2},
+    "dense_r2_reference": {
+        "conv_type": "dense",
+        "reduction_ratio": 2,
+        "groupnl_strided": False,
+    },
+}
+RECIPE = {
+    "batch_size": 128,
+    "learning_rate": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "warmup_epochs": 1,
+    "pad": 2,
+}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--out",
+        default="runs/accuracy_study",
+        help="checkpoints, finished runs and the corrupted "
+        "test set cache (default runs/accuracy_study)",
+    )
+    parser.add_argument(
+        "--results",
+        default="docs/accuracy_study",
+        help="where the JSON, Markdown and plots go "
+        "(default docs/accuracy_study)",
+    )
+    parser.add_argument(
+        "--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS)
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--train-size", type=int, default=60000)
+    parser.add_argument("--test-size", type=int, default=10000)
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only rebuild the tables and plots from the finished runs",
+    )
+    args = parser.parse_args(argv)
+    for name in ("epochs", "train_size", "test_size"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    if any(seed < 0 for seed in args.seeds):
+        parser.error("--seeds must be non-negative")
+    return args
+
+
+def _replace_atomically(path, write):
+    """Calls `write(temporary_path)`, then renames it to `path`."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    base, ext = os.path.splitext(os.path.basename(path))
+    temporary = os.path.join(directory, f".{base}.partial{ext}")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def save_keras(model, path):
+    _replace_atomically(path, model.save)
+
+
+def save_npz(path, **arrays):
+    _replace_atomically(path, lambda tmp: np.savez(tmp, **arrays))
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_data(train_size, test_size):
+    from keras_groupnl.datasets import load_fashion_mnist
+
+    (x_train, y_train), (x_test, y_test) = load_fashion_mnist(download=False)
+    return (
+        x_train[:train_size],
+        y_train[:train_size].astype("int32"),
+        x_test[:test_size],
+        y_test[:test_size].astype("int32"),
+    )
+
+
+def to_input(images):
+    """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1]."""
+    x = np.asarray(images, dtype="float32") / 255.0
+    return x.reshape(x.shape[:3] + (1,))
+
+
+def augment(images, rng, pad):
+    """Random shift by up to `pad` pixels (zero fill) and horizontal flip."""
+    n, h, w = images.shape
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad)))
+    dy = rng.integers(0, 2 * pad + 1, n)
+    dx = rng.integers(0, 2 * pad + 1, n)
+    rows = dy[:, None] + np.arange(h)[None, :]
+    cols = dx[:, None] + np.arange(w)[None, :]
+    flip = rng.random(n) < 0.5
+    cols = np.where(flip[:, None], cols[:, ::-1], cols)
+    return padded[
+        np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]
+    ]
+
+
+def corrupted_test_set(x_test, cache_path):
+    """All 45 (corruption, severity) copies of the test set, cached."""
+    from keras_groupnl.robustness import CORRUPTIONS
+    from keras_groupnl.robustness import SEVERITIES
+    from keras_groupnl.robustness import corrupt
+
+    keys = [f"{name}/{s}" for name in CORRUPTIONS for s in SEVERITIES]
+    if os.path.exists(cache_path):
+        with np.load(cache_path) as cached:
+            if list(cached["keys"]) == keys and cached["images"].shape[1:] == (
+                (len(x_test),) + x_test.shape[1:]
+            ):
+                return keys, cached["images"]
+    images = np.stack(
+        [
+            corrupt(x_test, k.split("/")[0], int(k.split("/")[1]), seed=0)
+            for k in keys
+        ]
+    )
+    save_npz(cache_path, keys=np.array(keys), images=images)
+    return keys, images
+
+
+def build_model(variant, seed):
+    import keras
+
+    from keras_groupnl import applications
+
+    keras.utils.set_random_seed(seed)
+    return applications.GroupNLResNet8(
+        input_shape=(28, 28, 1),
+        classes=10,
+        classifier_activation=None,
+        seed=seed,
+        name=f"resnet8_{variant}",
+        **VARIANTS[variant],
+    )
+
+
+def compile_model(model, steps_per_epoch, epochs):
+    import keras
+
+    warmup = RECIPE["warmup_epochs"] * steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        warmup_target=RECIPE["learning_rate"],
+        warmup_steps=warmup,
+        decay_steps=epochs * steps_per_epoch - warmup,
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(
+            schedule,
+            momentum=RECIPE["momentum"],
+            nesterov=True,
+            weight_decay=RECIPE["weight_decay"],
+        ),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def accuracy(model, x, y):
+    scores = model.predict(x, batch_size=500, verbose=0)
+    return float(np.mean(np.argmax(scores, axis=-1) == y))
+
+
+class Run:
+    """One (variant, seed): training with a checkpoint after every epoch."""
+
+    def __init__(self, variant, seed, args):
+        self.variant = variant
+        self.seed = seed
+        self.args = args
+        self.name = f"{variant}_seed{seed}"
+        self.result_path = os.path.join(args.out, "runs", self.name + ".json")
+        self.ckpt_path = os.path.join(
+            args.out, "checkpoints", self.name + ".keras"
+        )
+        self.state_path = self.ckpt_path + ".json"
+
+    def finished(self):
+        return os.path.exists(self.result_path)
+
+    def resume(self, steps_per_epoch):
+        import keras
+
+        import keras_groupnl  # noqa: F401  (registers the layers)
+
+        if os.path.exists(self.state_path) and os.path.exists(self.ckpt_path):
+            state = read_json(self.state_path)
+            if state["settings"] == self.settings():
+                model = keras.saving.load_model(self.ckpt_path)
+                return model, state["history"]
+        model = build_model(self.variant, self.seed)
+        compile_model(model, steps_per_epoch, self.args.epochs)
+        return model, []
+
+    def settings(self):
+        return {
+            "variant": VARIANTS[self.variant],
+            "seed": self.seed,
+            "epochs": self.args.epochs,
+            "train_size": self.args.train_size,
+            "recipe": RECIPE,
+        }
+
+    def train(self, data, progbar):
+        x_train, y_train, x_test, y_test = data
+        batch = RECIPE["batch_size"]
+        steps = -(-len(x_train) // batch)
+        model, history = self.resume(steps)
+        progbar.add(len(history))
+        for epoch in range(len(history), self.args.epochs):
+            rng = np.random.default_rng((self.seed, epoch))
+            order = rng.permutation(len(x_train))
+            x = to_input(augment(x_train[order], rng, RECIPE["pad"]))
+            start = time.perf_counter()
+            fit = model.fit(
+                x,
+                y_train[order],
+                batch_size=batch,
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+                shuffle=False,
+                verbose=0,
+            )
+            seconds = time.perf_counter() - start
+            history.append(
+                {
+                    "epoch": epoch + 1,
+                    "seconds": seconds,
+                    "loss": float(fit.history["loss"][-1]),
+                    "train_accuracy": float(fit.history["accuracy"][-1]),
+                    "test_accuracy": accuracy(model, to_input(x_test), y_test),
+                }
+            )
+            save_keras(model, self.ckpt_path)
+            write_json(
+                self.state_path,
+                {"settings": self.settings(), "history": history},
+            )
+            progbar.add(1, [("test acc", history[-1]["test_accuracy"])])
+        return model, history
+
+    def evaluate(self, model, history, data, corrupted):
+        from keras_groupnl.analysis import count_macs
+
+        _, _, x_test, y_test = data
+        keys, images = corrupted
+        corrupted_acc = {}
+        for key, batch in zip(keys, images):
+            name, severity = key.split("/")
+            corrupted_acc.setdefault(name, {})[severity] = accuracy(
+                model, to_input(batch), y_test
+            )
+        result = {
+            "settings": self.settings(),
+            "params": int(model.count_params()),
+            "trainable_params": int(
+                sum(np.prod(v.shape) for v in model.trainable_weights)
+            ),
+            "macs": int(count_macs(model)),
+            "history": history,
+            "seconds_per_epoch": float(
+                np.median([h["seconds"] for h in history])
+            ),
+            "clean": accuracy(model, to_input(x_test), y_test),
+            "corrupted": corrupted_acc,
+        }
+        write_json(self.result_path, result)
+        for path in (self.ckpt_path, self.state_path):
+            if os.path.exists(path):
+                os.remove(path)
+        return result
+
+
+def run_study(args):
+    import keras
+
+    data = load_data(args.train_size, args.test_size)
+    os.makedirs(args.out, exist_ok=True)
+    cache = os.path.join(args.out, f"corrupted_test_{args.test_size}.npz")
+    print(f"corrupted test set: {cache}", flush=True)
+    corrupted = corrupted_test_set(data[2], cache)
+    # Seed-major order: after each seed the variants are paired.
+    runs = [Run(v, s, args) for s in args.seeds for v in args.variants]
+    progbar = keras.utils.Progbar(len(runs) * args.epochs, unit_name="epoch")
+    for run in runs:
+        if run.finished():
+            progbar.add(args.epochs)
+            continue
+        model, history = run.train(data, progbar)
+        run.evaluate(model, history, data, corrupted)
+        keras.backend.clear_session()
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if not args.report_only:
+        run_study(args)
+    study_report.write_report(
+        os.path.join(args.out, "runs"),
+        args.results,
+        list(args.variants),
+        command="python benchmarks/accuracy_study.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+    )
+
+
+if __name__ == "__main__":
+    main()
