@@ -589,8 +589,27 @@ def test_weights_file_that_is_not_hdf5(tmp_path):
         applications.GroupNLResNet8(weights=str(path))
 
 
+def test_truncated_keras_file_as_weights(tmp_path):
+    model = applications.GroupNLResNet8()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"not a complete Keras v3 `.keras`"):
+        applications.GroupNLResNet8(weights=str(path))
+
+
 # ---------------------------------------------------------------------------
 # Preprocessing.
+
+
+def test_mobilenet_preprocess_input_checks_data_format():
+    from keras_groupnl.applications import mobilenet_v3
+
+    x = np.zeros((1, 4, 4, 3), "float32")
+    assert mobilenet_v3.preprocess_input(x, data_format="channels_last") is x
+    with pytest.raises(ValueError, match="Received: data_format='bogus'"):
+        mobilenet_v3.preprocess_input(x, data_format="bogus")
 
 
 def test_resnet_preprocess_input():

@@ -147,6 +147,33 @@ def test_rank3_interpretation_and_batched_flag():
     np.testing.assert_array_equal(as_batch[4], corrupt(rgb[4], "pixelate", 5))
 
 
+def test_channels_first_images_are_refused():
+    """(N, 3, 32, 32) is not 32-channel images: a clear error, with a hint."""
+    images = np.zeros((2, 3, 32, 32), "uint8")
+    with pytest.raises(ValueError, match=r"look channels-first.*moveaxis"):
+        corrupt(images, "gaussian_noise", 1)
+    with pytest.raises(ValueError, match=r"1, 3 or 4 channels"):
+        corrupt(np.zeros((2, 8, 8, 5), "uint8"), "gaussian_noise", 1)
+    moved = corrupt(np.moveaxis(images, 1, -1), "gaussian_noise", 1)
+    assert moved.shape == (2, 32, 32, 3)
+
+
+def test_importing_robustness_does_not_import_tensorflow():
+    """The corruptions are NumPy: importing them pulls no ML framework."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, keras_groupnl.robustness; "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
 def test_empty_batch():
     x = np.zeros((0, 8, 8, 3), np.uint8)
     out = corrupt(x, "gaussian_noise", 2)

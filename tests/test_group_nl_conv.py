@@ -1025,6 +1025,19 @@ BAD_ARGUMENTS = [
     ),
     (dict(seed=-1), received("seed", -1)),
     (dict(seed=1.5), received("seed", 1.5)),
+    # Flags take booleans only: "False" is truthy.
+    (dict(trainable_nlf="False"), received("trainable_nlf", "False")),
+    (dict(shuffle="no"), received("shuffle", "no")),
+    (dict(use_bias="false"), received("use_bias", "false")),
+    (dict(use_bias=1), received("use_bias", 1)),
+    # Huge ranges make float32 NLF arguments meaningless.
+    (
+        dict(period_range=(-1e30, 1e30)),
+        r"within \[-10000, 10000\].*" + received("period_range", (-1e30, 1e30)),
+    ),
+    (dict(shift_range=(0, 1e5)), received("shift_range", (0, 1e5))),
+    # Absurd widths fail clearly, not with a MemoryError.
+    (dict(filters=2**40), r"at most 1,048,576.*" + received("filters", 2**40)),
 ]
 
 
@@ -1076,3 +1089,40 @@ def test_input_spec(cls):
     layer(np.zeros((1, 8, 8, 4), dtype="float32"))
     with pytest.raises(ValueError, match="to have value 4"):
         layer(np.zeros((1, 8, 8, 2), dtype="float32"))
+
+
+@parametrize_layers
+@pytest.mark.parametrize("size", [1, 2])
+def test_input_smaller_than_the_kernel_is_refused(cls, size):
+    """With padding="valid" a 3x3 kernel has no output on a 2x2 (or 1x1)
+    input: a clear error, not a tensor of zeros or a backend failure."""
+    layer = cls(16, 3, seed=0)
+    x = np.zeros((2, size, size, 16), "float32")
+    with pytest.raises(ValueError, match=r"too small for a \(3, 3\) kernel"):
+        layer(x)
+    assert cls(16, 3, padding="same", seed=0)(x).shape == (2, size, size, 16)
+
+
+@parametrize_layers
+def test_seed_none_follows_keras_global_seed(cls):
+    """`seed=None` draws from Keras' global seeding: the same script (after
+    `keras.utils.set_random_seed`) gives the same NLF tables."""
+
+    def tables():
+        keras.utils.set_random_seed(7)
+        layer = cls(16, 3, reduction_ratio=4)
+        layer.build((None, 8, 8, 16))
+        return [
+            keras.ops.convert_to_numpy(w) for w in layer.non_trainable_weights
+        ]
+
+    first, second = tables(), tables()
+    assert len(first) == 2
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    keras.utils.set_random_seed(8)
+    other = cls(16, 3, reduction_ratio=4)
+    other.build((None, 8, 8, 16))
+    assert not np.array_equal(
+        keras.ops.convert_to_numpy(other.nlf_period), first[0]
+    )

@@ -307,15 +307,14 @@ def _h5_shapes(h5file):
 
 def _file_shapes(path):
     if path.endswith(".keras"):
-        with zipfile.ZipFile(path) as archive:
-            if "model.weights.h5" not in archive.namelist():
-                raise ValueError(
-                    f"`weights` file is not a Keras v3 `.keras` archive with "
-                    f"weights. Received: weights={path!r}"
-                )
-            with archive.open("model.weights.h5") as raw:
-                with h5py.File(raw, "r") as h5file:
-                    return _h5_shapes(h5file)
+        try:
+            return _keras_archive_shapes(path)
+        except (zipfile.BadZipFile, OSError, EOFError) as error:
+            raise ValueError(
+                "`weights` file is not a complete Keras v3 `.keras` archive "
+                f"(a zip file; {error}). Is it truncated? "
+                f"Received: weights={path!r}"
+            ) from None
     try:
         with h5py.File(path, "r") as h5file:
             return _h5_shapes(h5file)
@@ -324,6 +323,18 @@ def _file_shapes(path):
             f"`weights` file is not a readable HDF5 file ({error}). "
             f"Received: weights={path!r}"
         ) from None
+
+
+def _keras_archive_shapes(path):
+    with zipfile.ZipFile(path) as archive:
+        if "model.weights.h5" not in archive.namelist():
+            raise ValueError(
+                "`weights` file is not a Keras v3 `.keras` archive with "
+                f"weights. Received: weights={path!r}"
+            )
+        with archive.open("model.weights.h5") as raw:
+            with h5py.File(raw, "r") as h5file:
+                return _h5_shapes(h5file)
 
 
 def _model_shapes(model):

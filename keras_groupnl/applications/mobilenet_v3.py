@@ -10,6 +10,7 @@ import math
 
 import keras
 
+from keras_groupnl import _validation
 from keras_groupnl.applications import _common
 
 # Stack descriptions, one row per inverted-residual block:
@@ -454,9 +455,13 @@ def preprocess_input(x, data_format=None):
 
     Args:
         x: NumPy array or tensor of images.
-        data_format: unused, kept for the `keras.applications` signature.
+        data_format: `None`, `"channels_last"` or `"channels_first"`; no
+            effect (the layout is unchanged), checked and kept for the
+            `keras.applications` signature.
 
     Returns:
         `x`, unchanged.
     """
+    if data_format is not None:
+        _validation.data_format(data_format)
     return x

@@ -1,64 +1,19 @@
 """Shared logic of the GroupNL convolution layers."""
 
 import math
+import random
 
 import keras
 import numpy as np
 from keras import ops
 
-# Floor of the L2 norm, as in `x / max(||x||_2, eps)`.
-_NORM_EPSILON = 1e-12
+from keras_groupnl import _validation
+from keras_groupnl.layers.deploy_form import NORM_EPSILON as _NORM_EPSILON
+from keras_groupnl.layers.deploy_form import make_deploy_form
 
-
-def _normalize_tuple(value, name):
-    """Turns an int or a pair of ints into a pair of positive ints."""
-    received = value
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = (int(value), int(value))
-    try:
-        value = tuple(value)
-    except TypeError:
-        value = None
-    if (
-        value is None
-        or len(value) != 2
-        or not all(
-            isinstance(v, (int, np.integer))
-            and not isinstance(v, bool)
-            and v > 0
-            for v in value
-        )
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive integer or a tuple of 2 positive "
-            f"integers. Received: {name}={received!r}"
-        )
-    return tuple(int(v) for v in value)
-
-
-def _validate_range(value, name):
-    """Checks that `value` is a pair of finite, strictly increasing numbers."""
-    try:
-        low, high = (float(v) for v in value)
-        ok = (
-            len(tuple(value)) == 2
-            and all(
-                isinstance(v, (int, float, np.number))
-                and not isinstance(v, bool)
-                for v in value
-            )
-            and math.isfinite(low)
-            and math.isfinite(high)
-            and low < high
-        )
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"`{name}` must be two finite, strictly increasing numbers "
-            f"(low, high). Received: {name}={value!r}"
-        )
-    return (low, high)
+# Bounds that keep a layer's bookkeeping and its float32 NLF arguments sane.
+MAX_FILTERS = 2**20
+MAX_NLF_RANGE = 1e4
 
 
 def conv_output_length(length, kernel_size, stride, dilation, padding):
@@ -116,19 +71,14 @@ class BaseGroupNLConv(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if (
-            not isinstance(filters, (int, np.integer))
-            or isinstance(filters, bool)
-            or filters <= 0
-        ):
-            raise ValueError(
-                "`filters` must be a positive integer. "
-                f"Received: filters={filters!r}"
-            )
-        self.filters = int(filters)
-        self.kernel_size = _normalize_tuple(kernel_size, "kernel_size")
-        self.strides = _normalize_tuple(strides, "strides")
-        self.dilation_rate = _normalize_tuple(dilation_rate, "dilation_rate")
+        self.filters = _validation.positive_int(
+            filters, "filters", maximum=MAX_FILTERS
+        )
+        self.kernel_size = _validation.int_pair(kernel_size, "kernel_size")
+        self.strides = _validation.int_pair(strides, "strides")
+        self.dilation_rate = _validation.int_pair(
+            dilation_rate, "dilation_rate"
+        )
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError(
                 "`strides` > 1 cannot be combined with `dilation_rate` > 1. "
@@ -144,42 +94,10 @@ class BaseGroupNLConv(keras.layers.Layer):
                 f"Received: padding={padding!r}"
             )
         self.padding = padding.lower()
-        if data_format is None:
-            data_format = keras.config.image_data_format()
-        if data_format not in ("channels_last", "channels_first"):
-            raise ValueError(
-                "`data_format` must be 'channels_last' or 'channels_first'. "
-                f"Received: data_format={data_format!r}"
-            )
-        self.data_format = data_format
-
-        if (
-            not isinstance(reduction_ratio, (int, float, np.number))
-            or isinstance(reduction_ratio, bool)
-            or not math.isfinite(reduction_ratio)
-            or reduction_ratio <= 0
-        ):
-            raise ValueError(
-                "`reduction_ratio` must be a positive number. "
-                f"Received: reduction_ratio={reduction_ratio!r}"
-            )
-        if reduction_ratio < 1:
-            raise ValueError(
-                "`reduction_ratio` must be at least 1 (the seed conv makes "
-                "`filters / reduction_ratio` maps, at most `filters`). "
-                f"Received: reduction_ratio={reduction_ratio!r}"
-            )
-        self.reduction_ratio = reduction_ratio
+        self.data_format = _validation.data_format(data_format)
+        self.reduction_ratio = self._check_ratio(reduction_ratio)
         self.seed_channels = math.ceil(self.filters / reduction_ratio)
-        if (
-            not isinstance(num_groups, (int, np.integer))
-            or isinstance(num_groups, bool)
-            or num_groups <= 0
-        ):
-            raise ValueError(
-                "`num_groups` must be a positive integer. "
-                f"Received: num_groups={num_groups!r}"
-            )
+        self.num_groups = _validation.positive_int(num_groups, "num_groups")
         if num_groups > self.seed_channels:
             raise ValueError(
                 "`num_groups` cannot exceed the number of seed channels "
@@ -188,22 +106,23 @@ class BaseGroupNLConv(keras.layers.Layer):
                 f"reduction_ratio={reduction_ratio}). "
                 f"Received: num_groups={num_groups}"
             )
-        self.num_groups = int(num_groups)
-        self.period_range = _validate_range(period_range, "period_range")
-        self.shift_range = _validate_range(shift_range, "shift_range")
-        if seed is not None and (
-            not isinstance(seed, (int, np.integer))
-            or isinstance(seed, bool)
-            or seed < 0
-        ):
-            raise ValueError(
-                "`seed` must be None or a non-negative integer. "
-                f"Received: seed={seed!r}"
-            )
-        self.seed = None if seed is None else int(seed)
-        self.trainable_nlf = bool(trainable_nlf)
-        self.shuffle = bool(shuffle)
-        self.use_bias = bool(use_bias)
+        self.period_range = _validation.finite_range(
+            period_range, "period_range", bound=MAX_NLF_RANGE
+        )
+        self.shift_range = _validation.finite_range(
+            shift_range, "shift_range", bound=MAX_NLF_RANGE
+        )
+        self.seed = _validation.non_negative_int(seed, "seed", allow_none=True)
+        # With seed=None the NLF draw follows Python's global random state,
+        # which `keras.utils.set_random_seed` sets, as Keras' own
+        # initializers draw their default seeds: the same script gives the
+        # same model, in every process of a distributed job.
+        self._nlf_seed = self.seed
+        if self._nlf_seed is None:
+            self._nlf_seed = random.randint(1, 2**31 - 1)
+        self.trainable_nlf = _validation.boolean(trainable_nlf, "trainable_nlf")
+        self.shuffle = _validation.boolean(shuffle, "shuffle")
+        self.use_bias = _validation.boolean(use_bias, "use_bias")
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
@@ -220,6 +139,25 @@ class BaseGroupNLConv(keras.layers.Layer):
         self.group_of_channel = np.repeat(np.arange(self.num_groups), sizes)
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
+    @staticmethod
+    def _check_ratio(reduction_ratio):
+        if (
+            not _validation.is_number(reduction_ratio)
+            or not math.isfinite(reduction_ratio)
+            or reduction_ratio <= 0
+        ):
+            raise ValueError(
+                "`reduction_ratio` must be a positive number. "
+                f"Received: reduction_ratio={reduction_ratio!r}"
+            )
+        if reduction_ratio < 1:
+            raise ValueError(
+                "`reduction_ratio` must be at least 1 (the seed conv makes "
+                "`filters / reduction_ratio` maps, at most `filters`). "
+                f"Received: reduction_ratio={reduction_ratio!r}"
+            )
+        return reduction_ratio
+
     @property
     def _channel_axis(self):
         return -1 if self.data_format == "channels_last" else 1
@@ -233,6 +171,7 @@ class BaseGroupNLConv(keras.layers.Layer):
             )
         in_channels = int(in_channels)
         self._check_input_channels(in_channels)
+        self._check_output_size(input_shape)
         self.in_channels = in_channels
         self.kernel = self.add_weight(
             name="kernel",
@@ -275,11 +214,12 @@ class BaseGroupNLConv(keras.layers.Layer):
     def draw_nlf_parameters(self):
         """Draws the NLF periods and shifts, shape `(num_copies, num_groups)`.
 
-        NumPy's generator makes the draw identical on every backend; with a
-        `seed` it is also identical from run to run. Row `k` holds the
-        parameters of copy `k` of every group.
+        NumPy's generator makes the draw identical on every backend. With a
+        `seed` it is identical from run to run; with `seed=None` it follows
+        `keras.utils.set_random_seed` (through Python's `random`). Row `k`
+        holds the parameters of copy `k` of every group.
         """
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(self._nlf_seed)
         shape = (self.num_copies, self.num_groups)
         periods = rng.uniform(*self.period_range, size=shape)
         shifts = rng.uniform(*self.shift_range, size=shape)
@@ -309,6 +249,27 @@ class BaseGroupNLConv(keras.layers.Layer):
 
     def _check_input_channels(self, in_channels):
         pass
+
+    def _check_output_size(self, input_shape):
+        """Refuses an input too small for the kernel (`padding="valid"`)."""
+        output_shape = self.compute_output_shape(input_shape)
+        spatial = (
+            output_shape[1:3]
+            if self.data_format == "channels_last"
+            else output_shape[2:4]
+        )
+        if any(size is not None and size <= 0 for size in spatial):
+            raise ValueError(
+                f"{self.__class__.__name__} '{self.name}': the input is too "
+                f"small for a {self.kernel_size} kernel (dilation "
+                f"{self.dilation_rate}) with padding='valid': the output "
+                f"would have no pixels. Received: input_shape={input_shape}"
+            )
+
+    @property
+    def conv_groups(self):
+        """The number of groups of the seed conv (1: a full conv)."""
+        return 1
 
     def _seed_kernel_shape(self, in_channels):
         raise NotImplementedError
@@ -376,6 +337,19 @@ class BaseGroupNLConv(keras.layers.Layer):
             else:
                 generated = generated[:, : self.generated_channels]
         return ops.concatenate([seeds, generated], axis=axis)
+
+    def deploy_form(self):
+        """What this layer computes, as NumPy constants, for export.
+
+        The converters rebuild the layer from this, with the operators of
+        their runtime; see `GroupNLDeployForm` for the exact function
+        (`call` computes the same thing with `keras.ops`). The layer must be
+        built and channels-last.
+
+        Returns:
+            A `keras_groupnl.layers.GroupNLDeployForm`.
+        """
+        return make_deploy_form(self)
 
     def _merge_copy_axes(self, tensor):
         """Merges the (copies, seed) axes of a 5D tensor into one axis."""

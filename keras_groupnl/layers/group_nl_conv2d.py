@@ -52,10 +52,14 @@ class GroupNLConv2D(BaseGroupNLConv):
         kernel_constraint: optional constraint on the seed kernel.
         bias_constraint: optional constraint on the bias.
         seed: int or `None`. The NLF parameters are drawn with NumPy from this
-            seed, so they are the same on every backend and every run. They
-            are stored as weights, so saving and loading restores them
-            exactly, whatever the seed.
+            seed, so they are the same on every backend and every run; with
+            `None` the draw follows `keras.utils.set_random_seed` (Python's
+            global `random`), as Keras' initializers do. They are stored as
+            weights, so saving and loading restores them exactly.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
+
+    A saved model holding this layer loads after `import
+    keras_groupnl.layers` (which registers the layer with Keras).
 
     Input shape:
         4D tensor `(batch, rows, cols, in_channels)` for channels_last or

@@ -60,6 +60,9 @@ class SparseGroupNLConv2D(BaseGroupNLConv):
             `GroupNLConv2D`).
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
+    A saved model holding this layer loads after `import
+    keras_groupnl.layers` (which registers the layer with Keras).
+
     Input shape:
         4D tensor, as for `GroupNLConv2D`. The number of input channels must
         share a factor greater than 1 with the number of seed maps.

@@ -225,6 +225,17 @@ def _validate_images(images, batched):
             "`images` must have non-empty height, width and channels. "
             f"Received: images.shape={shape}"
         )
+    if x4.shape[-1] not in (1, 3, 4):
+        hint = ""
+        if x4.shape[1] in (1, 3, 4):
+            hint = (
+                " They look channels-first: move the channel axis last, "
+                "e.g. `np.moveaxis(images, -3, -1)`."
+            )
+        raise ValueError(
+            "`images` must be channels-last with 1, 3 or 4 channels, "
+            f"(N, H, W, C) or (H, W, C).{hint} Received: images.shape={shape}"
+        )
     if dtype != np.uint8 and x4.size:
         if not np.all(np.isfinite(x4)):
             raise ValueError(
