@@ -216,6 +216,33 @@ def _save(fig, out_dir, filename):
     return path
 
 
+def int8_summary(report):
+    """What the run report keeps of a conversion report."""
+    (runtime,) = report.verification
+    verification = report.verification[runtime]
+    comparison = report.comparison
+    summary = {
+        "runtime": runtime,
+        "size_bytes": report.sizes["file"],
+        "float_ops": report.float_ops,
+        "accuracy": verification.accuracy,
+        "top1_agreement": verification.top1_agreement,
+        "latency_ms": report.latency[runtime].median_ms,
+        "plain_size_bytes": comparison.sizes["file"],
+        "plain_latency_ms": comparison.latency[runtime].median_ms,
+        "latency_ratio": comparison.ratios[f"latency_{runtime}"],
+        "size_ratio": comparison.ratios["file"],
+    }
+    if report.arena is not None:
+        summary["arena_bytes"] = report.arena.arena_bytes
+        summary["plain_arena_bytes"] = comparison.arena.arena_bytes
+        summary["arena_ratio"] = comparison.ratios["arena"]
+        summary["ops"] = report.resolver_ops
+    if report.delegation is not None:
+        summary["xnnpack_partitions"] = report.delegation.partitions
+    return summary
+
+
 def markdown(results):
     m, rob, conv = results["models"], results["robustness"], results["int8"]
     plain, groupnl = m["plain"], m["groupnl"]
@@ -290,24 +317,33 @@ def markdown(results):
         f"Evaluated on the {results['int8_test_size']:,} test images; "
         "calibrated on 500 training images.",
         "",
-        "| target | size (bytes) | float ops | interpreter | int8 accuracy | "
-        "float accuracy | top-1 agreement | latency (ms) |",
-        "|---|---:|---:|---|---:|---:|---:|---:|",
+        "| target | interpreter | int8 accuracy | float accuracy "
+        "| top-1 agreement | size (bytes) | size vs plain int8 "
+        "| latency (ms) | latency vs plain int8 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for target, r in conv.items():
-        for runtime, v in r["verification"].items():
-            latency = r["latency_ms"].get(runtime)
-            lines.append(
-                f"| {target} | {r['size_bytes']:,} | {r['float_ops']} | "
-                f"{runtime} | {v['accuracy']:.4f} | "
-                f"{rob['groupnl']['clean']:.4f} | {v['top1_agreement']:.4f} | "
-                f"{'' if latency is None else f'{latency:.3f}'} |"
-            )
+        lines.append(
+            f"| {target} | {r['runtime']} | {r['accuracy']:.4f} "
+            f"| {rob['groupnl']['clean']:.4f} | {r['top1_agreement']:.4f} "
+            f"| {r['size_bytes']:,} | {r['size_ratio']:.2f}x "
+            f"| {r['latency_ms']:.3f} | {r['latency_ratio']:.2f}x |"
+        )
     if "mcu" in conv:
+        mcu = conv["mcu"]
         lines += [
             "",
-            f"TFLite Micro tensor arena: {conv['mcu']['arena_bytes']:,} "
-            f"bytes; ops to register: {', '.join(conv['mcu']['ops'])}.",
+            f"TFLite Micro tensor arena: {mcu['arena_bytes']:,} bytes "
+            f"({mcu['arena_ratio']:.2f}x the plain model's "
+            f"{mcu['plain_arena_bytes']:,}); ops to register: "
+            f"{', '.join(mcu['ops'])}. TFLM latency is the host interpreter "
+            "with reference kernels, a proxy for an MCU.",
+        ]
+    if "phone" in conv:
+        lines += [
+            "",
+            "XNNPACK partitions (phone): "
+            f"{conv['phone']['xnnpack_partitions']}.",
         ]
     lines.append("")
     return "\n".join(lines)
@@ -379,33 +415,12 @@ def main(argv=None):
             calibration,
             os.path.join(args.out, target),
             verification_data=(x_te, y_test),
+            compare_with=models["plain"],
             name="groupnl_resnet8",
         )
-        report = result.report
         print(result.summary())
-        int8[target] = {
-            "tflite": result.tflite_path,
-            "size_bytes": report["size_bytes"],
-            "float_ops": report["float_ops"],
-            "verification": report["verification"],
-            "latency_ms": {
-                "litert": report["latency"]["litert_xnnpack_1_thread"][
-                    "median_ms"
-                ],
-                **(
-                    {
-                        "tflm": report["latency"][
-                            "tflm_host_reference_kernels"
-                        ]["median_ms"]
-                    }
-                    if "tflm_host_reference_kernels" in report["latency"]
-                    else {}
-                ),
-            },
-        }
-        if target == "mcu":
-            int8[target]["arena_bytes"] = report["mcu"]["arena_bytes"]
-            int8[target]["ops"] = report["mcu"]["resolver_ops"]
+        int8[target] = int8_summary(result.report)
+        int8[target]["tflite"] = result.tflite_path
 
     results = {
         "command": "python examples/fashion_mnist_end_to_end.py "

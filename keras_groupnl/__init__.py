@@ -1,20 +1,40 @@
-"""keras-groupnl: GroupNL convolutions, models and converters for Keras 3."""
+"""keras-groupnl: GroupNL convolutions, models and converters for Keras 3.
 
-from keras_groupnl import analysis
-from keras_groupnl import applications
-from keras_groupnl import converters
-from keras_groupnl import datasets
-from keras_groupnl import layers
-from keras_groupnl import robustness
+Subpackages load on first use (`keras_groupnl.applications`, ...), so that
+`import keras_groupnl.robustness` (NumPy only) and the `keras-groupnl`
+command line start without importing TensorFlow. Keras needs the GroupNL
+layers registered before it can load a saved model that contains them:
+import `keras_groupnl.layers` (any of `applications`, `converters` or
+`to_groupnl` imports it too) before `keras.saving.load_model`. When Keras is
+already imported, `import keras_groupnl` registers them at once.
+"""
+
+import importlib
+import sys
 
 __version__ = "0.1.0"
 
-__all__ = [
+_SUBPACKAGES = (
     "analysis",
     "applications",
     "converters",
     "datasets",
     "layers",
     "robustness",
-    "__version__",
-]
+)
+
+__all__ = list(_SUBPACKAGES) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_SUBPACKAGES))
+
+
+if "keras" in sys.modules:
+    importlib.import_module(f"{__name__}.layers")

@@ -6,13 +6,18 @@
 converts a `.keras` model into a verified int8 TFLite model (see
 `keras_groupnl.converters.convert`), shows progress, and prints the
 verification report as a table. Exit status: 0 on success, 1 when the model
-cannot be converted as the target requires, 2 for bad arguments or inputs.
+cannot be converted as the target requires, 2 for bad arguments or inputs,
+130 when interrupted (Ctrl-C; 143 on SIGTERM), with nothing written.
+
+Arguments are parsed and the input files checked before TensorFlow or Keras
+is imported, so a usage error answers at once.
 """
 
 import argparse
-import json
 import os
+import signal
 import sys
+import zipfile
 
 _X_KEYS = ("x", "images", "inputs", "data", "x_test", "x_train")
 _Y_KEYS = ("y", "labels", "y_test", "y_train")
@@ -81,6 +86,19 @@ def _parser():
         help="input/output type (phone: float32 by default; mcu: int8)",
     )
     convert.add_argument(
+        "--integer-only",
+        action="store_true",
+        help="phone: a full-integer model (for int8-only accelerators) "
+        "instead of float GroupNL tails that XNNPACK runs",
+    )
+    convert.add_argument(
+        "--compare-with",
+        default=None,
+        metavar="PLAIN.keras",
+        help="a plain model to convert and measure the same way, side by "
+        "side (size, latency, arena)",
+    )
+    convert.add_argument(
         "--name",
         default="model",
         help="C identifier naming the files (default: model)",
@@ -120,91 +138,159 @@ def _parser():
     return parser
 
 
+def _check_file(path, role, suffixes):
+    if not os.path.isfile(path):
+        raise ValueError(f"Cannot read the {role}: no file at '{path}'.")
+    if not path.endswith(suffixes):
+        raise ValueError(
+            f"Cannot read the {role} '{path}': expected a "
+            f"{' or '.join(suffixes)} file."
+        )
+
+
 def _load_arrays(path, x_key, y_key, role="calibration"):
     """Reads samples (and labels) from an .npz or .npy file."""
     import numpy as np
 
-    if not os.path.isfile(path):
-        raise ValueError(f"Cannot read the {role} data: no file at '{path}'.")
+    _check_file(path, f"{role} data", (".npz", ".npy"))
+    if path.endswith(".npz") and not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"Cannot read the {role} data '{path}': it is not an .npz "
+            "archive (a zip file of .npy arrays)."
+        )
     try:
         loaded = np.load(path, allow_pickle=False)
-    except Exception as error:
+    except (ValueError, OSError, EOFError) as error:
+        reason = str(error)
+        if "allow_pickle" in reason:
+            reason = "it holds Python objects, not numbers"
         raise ValueError(
-            f"Cannot read the {role} data '{path}': {error}"
+            f"Cannot read the {role} data '{path}': {reason}"
         ) from None
     if isinstance(loaded, np.ndarray):
         if x_key or y_key:
             raise ValueError("--x-key and --y-key apply to .npz files only.")
         return loaded, None
     with loaded:
-        keys = list(loaded.files)
-        if x_key is not None:
-            if x_key not in keys:
-                raise ValueError(
-                    f"'{path}' has no array '{x_key}'. Arrays: {keys}"
-                )
-        else:
-            candidates = [k for k in _X_KEYS if k in keys]
-            if candidates:
-                x_key = candidates[0]
-            elif len(keys) == 1:
-                x_key = keys[0]
-            else:
-                raise ValueError(
-                    f"Cannot tell which array of '{path}' holds the samples "
-                    f"({keys}); name it with --x-key."
-                )
-        if y_key is not None and y_key not in keys:
-            raise ValueError(f"'{path}' has no array '{y_key}'. Arrays: {keys}")
-        if y_key is None:
-            y_key = next((k for k in _Y_KEYS if k in keys and k != x_key), None)
-        x = loaded[x_key]
-        y = loaded[y_key] if y_key is not None else None
+        x_key, y_key = _keys(path, list(loaded.files), x_key, y_key)
+        try:
+            x = loaded[x_key]
+            y = loaded[y_key] if y_key is not None else None
+        except ValueError:
+            raise ValueError(
+                f"Cannot read the {role} data '{path}': its arrays hold "
+                "Python objects, not numbers."
+            ) from None
     return x, y
 
 
-def _convert(args):
-    from keras_groupnl.converters import ConversionError
-    from keras_groupnl.converters import convert
-    from keras_groupnl.converters import format_report
-
-    try:
-        x, y = _load_arrays(args.calibration, args.x_key, args.y_key)
-        verification = None
-        if args.verification is not None:
-            verification = _load_arrays(
-                args.verification, args.x_key, args.y_key, "verification"
+def _keys(path, keys, x_key, y_key):
+    """The arrays of an .npz that hold the samples and the labels."""
+    if x_key is not None and x_key not in keys:
+        raise ValueError(f"'{path}' has no array '{x_key}'. Arrays: {keys}")
+    if x_key is None:
+        candidates = [k for k in _X_KEYS if k in keys]
+        if candidates:
+            x_key = candidates[0]
+        elif len(keys) == 1:
+            x_key = keys[0]
+        else:
+            raise ValueError(
+                f"Cannot tell which array of '{path}' holds the samples "
+                f"({keys}); name it with --x-key."
             )
-            if verification[1] is None:
-                verification = verification[0]
-        result = convert(
-            args.model,
-            args.target,
-            x,
-            args.out,
-            labels=y,
-            verification_data=verification,
-            io_dtype=args.io_dtype,
-            name=args.name,
-            calibration_samples=args.calibration_samples,
-            verification_samples=args.verification_samples,
-            min_top1_agreement=args.min_top1_agreement,
-            fold_batchnorm=not args.no_fold_batchnorm,
-            verbose=0 if args.quiet else 1,
+    if y_key is not None and y_key not in keys:
+        raise ValueError(f"'{path}' has no array '{y_key}'. Arrays: {keys}")
+    if y_key is None:
+        y_key = next((k for k in _Y_KEYS if k in keys and k != x_key), None)
+    return x_key, y_key
+
+
+def _check_args(args):
+    """Checks what needs no heavy import, before any is made."""
+    _check_file(args.model, "model", (".keras",))
+    if args.compare_with is not None:
+        _check_file(args.compare_with, "model to compare with", (".keras",))
+    _check_file(args.calibration, "calibration data", (".npz", ".npy"))
+    if args.verification is not None:
+        _check_file(args.verification, "verification data", (".npz", ".npy"))
+    for flag in ("calibration_samples", "verification_samples"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise ValueError(
+                f"--{flag.replace('_', '-')} must be a positive integer. "
+                f"Received: {value}"
+            )
+    if args.integer_only and args.target != "phone":
+        raise ValueError("--integer-only applies to --target phone.")
+
+
+def _convert(args):
+    _check_args(args)
+    x, y = _load_arrays(args.calibration, args.x_key, args.y_key)
+    verification = None
+    if args.verification is not None:
+        verification = _load_arrays(
+            args.verification, args.x_key, args.y_key, "verification"
         )
-    except ConversionError as error:
-        print(f"keras-groupnl convert: error: {error}", file=sys.stderr)
-        return 1
+        if verification[1] is None:
+            verification = verification[0]
+    from keras_groupnl.converters import convert
+
+    return convert(
+        args.model,
+        args.target,
+        x,
+        args.out,
+        labels=y,
+        verification_data=verification,
+        io_dtype=args.io_dtype,
+        integer_only=args.integer_only,
+        compare_with=args.compare_with,
+        name=args.name,
+        calibration_samples=args.calibration_samples,
+        verification_samples=args.verification_samples,
+        min_top1_agreement=args.min_top1_agreement,
+        fold_batchnorm=not args.no_fold_batchnorm,
+        verbose=0 if args.quiet else 1,
+    )
+
+
+def _print(result, as_json):
+    if as_json:
+        print(result.report.to_json(), end="")
+        return
+    print(result.summary())
+    print(f"Files written to {os.path.dirname(result.tflite_path)}:")
+    for role, path in result.files.items():
+        print(f"  {role:<10} {path}")
+
+
+def _run_convert(args):
+    """The `convert` command; its exit status."""
+    from_signal = {}
+
+    def on_sigterm(signum, frame):
+        from_signal["status"] = 143
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        result = _convert(args)
+    except KeyboardInterrupt:
+        print(
+            "keras-groupnl convert: interrupted; nothing was written.",
+            file=sys.stderr,
+        )
+        return from_signal.get("status", 130)
     except ValueError as error:
+        from keras_groupnl.converters._errors import ConversionError
+
         print(f"keras-groupnl convert: error: {error}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(result.report, indent=2))
-    else:
-        print(format_report(result.report))
-        print(f"Files written to {os.path.dirname(result.tflite_path)}:")
-        for role, path in result.files.items():
-            print(f"  {role:<10} {path}")
+        return 1 if isinstance(error, ConversionError) else 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _print(result, args.json)
     return 0
 
 
@@ -219,7 +305,7 @@ def main(argv=None):
         parser.print_help()
         return 2
     if args.command == "convert":
-        return _convert(args)
+        return _run_convert(args)
     return 2  # pragma: no cover
 
 

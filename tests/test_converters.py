@@ -66,7 +66,9 @@ def _dataset(n, seed=0):
     return x.astype("float32"), y
 
 
-def _model(kind, strides, **layer_kwargs):
+def _model(kind, strides, after="bn_relu", **layer_kwargs):
+    """Stem, one GroupNL layer, then `after` ("bn_relu", "bn_relu6", "bn"
+    or "none"), pooling and a dense head; trained a few steps."""
     keras.utils.set_random_seed(1)
     layer_cls = GroupNLConv2D if kind == "dense" else SparseGroupNLConv2D
     inputs = keras.Input(SHAPE)
@@ -84,8 +86,11 @@ def _model(kind, strides, **layer_kwargs):
     )
     kwargs.update(layer_kwargs)
     x = layer_cls(name="groupnl", **kwargs)(x)
-    x = keras.layers.BatchNormalization(name="groupnl_bn")(x)
-    x = keras.layers.ReLU(name="groupnl_relu")(x)
+    if after != "none":
+        x = keras.layers.BatchNormalization(name="groupnl_bn")(x)
+    if after in ("bn_relu", "bn_relu6"):
+        limit = 6.0 if after == "bn_relu6" else None
+        x = keras.layers.ReLU(max_value=limit, name="groupnl_relu")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = keras.layers.Dense(CLASSES, name="head")(x)
     model = keras.Model(inputs, outputs, name=f"{kind}_s{strides}")
@@ -201,37 +206,39 @@ def test_mcu_target(models, data, tmp_path, kind, strides):
     assert set(os.listdir(out)) == expected
     assert result.tflite_path == str(out / "model.tflite")
     with open(result.report_path) as f:
-        assert json.load(f) == report
+        assert json.load(f) == report.to_dict()
 
     # Full integer: no float tensor, no float op, int8 input and output.
     model_bytes = _read(result.tflite_path)
     ops, types = _ops_and_types(model_bytes)
-    assert report["float_ops"] == 0
+    assert report.float_ops == 0
     assert not types & {"FLOAT32", "FLOAT16", "FLOAT64"}, types
     assert "SIN" not in ops and "DEQUANTIZE" not in ops
-    assert {"L2_NORMALIZATION", "CAST", "GATHER"} <= set(ops)
+    # The compact graph: one table per NLF, indexed by QUANTIZE to int32.
+    assert {"L2_NORMALIZATION", "QUANTIZE", "GATHER"} <= set(ops)
+    assert "CAST" not in ops
     assert set(ops) <= set(_flatbuffer.TFLM_RESOLVER_METHODS)
-    assert report["input"]["dtype"] == report["output"]["dtype"] == "int8"
-    assert report["weights"]["int8"] == report["weights"]["ops"]
-    assert report["size_bytes"] == len(model_bytes)
-    assert report["op_histogram"] == {
-        op: ops.count(op) for op in sorted(set(ops))
-    }
-    assert report["mcu"]["resolver_ops"] == sorted(
+    assert report.input["dtype"] == report.output["dtype"] == "int8"
+    assert report.weights["int8"] == report.weights["ops"]
+    assert report.sizes["file"] == len(model_bytes)
+    assert report.op_histogram == {op: ops.count(op) for op in sorted(set(ops))}
+    assert report.resolver_ops == sorted(
         _flatbuffer.TFLM_RESOLVER_METHODS[op] for op in set(ops)
     )
+    (layer,) = report.groupnl
+    assert layer.tables == 4 and layer.table_bytes == 4 * 256
+    assert report.sizes["tables"] == 4 * 256
 
-    # Runs in LiteRT and TFLM (from the file) and agrees with Keras.
+    # Runs in TFLM (from the file, in the measured arena) and agrees with
+    # Keras. LiteRT refuses its int8 -> int32 QUANTIZE.
     reference = model.predict(x, verbose=0)
-    _check_agreement(reference, _litert_predict(model_bytes, x))
-    arena = report["mcu"]["arena_bytes"]
-    tflm = _tflm_predict(model_bytes, x, arena_size=arena)
+    tflm = _tflm_predict(model_bytes, x, arena_size=report.arena.arena_bytes)
     _check_agreement(reference, tflm)
-    assert report["top1_agreement"] >= MIN_AGREEMENT
-    for runtime in ("litert", "tflm"):
-        assert report["verification"][runtime]["accuracy"] is not None
-    assert report["keras_accuracy"] is not None
-    assert report["latency"]["litert_xnnpack_1_thread"]["median_ms"] > 0
+    assert report.top1_agreement >= MIN_AGREEMENT
+    assert list(report.verification) == ["tflm"]
+    assert report.verification["tflm"].accuracy is not None
+    assert report.keras_accuracy is not None
+    assert report.latency["tflm"].median_ms > 0
 
 
 @pytest.mark.parametrize(
@@ -253,47 +260,143 @@ def test_phone_target(models, data, tmp_path, kind, strides, io_dtype):
     report = result.report
     assert set(os.listdir(out)) == {"model.tflite", "model_report.json"}
     model_bytes = _read(result.tflite_path)
-    ops, types = _ops_and_types(model_bytes)
-    assert "SIN" not in ops
-    assert report["float_ops_outside_io"] == 0
-    assert report["input"]["dtype"] == io_dtype
-    if io_dtype == "float32":
-        # Only the input QUANTIZE and the output DEQUANTIZE touch floats.
-        assert report["float_ops"] == 2
-        assert report["input"]["quantized_as"]["scale"] > 0
-    else:
-        assert report["float_ops"] == 0
-        assert report["input"]["scale"] > 0
-        assert "FLOAT32" not in types
+    ops, _ = _ops_and_types(model_bytes)
+    # The GroupNL layer's tail (with its BN and ReLU) is float and XNNPACK
+    # runs it: one partition, every op delegated, no lookup table.
+    assert (
+        "SIN" in ops and "GATHER" not in ops and "L2_NORMALIZATION" not in ops
+    )
+    assert set(report.float_ops_by_layer) == {"groupnl"}
+    assert report.delegation.partitions == 1
+    assert report.delegation.undelegated_ops == []
+    (layer,) = report.groupnl
+    assert layer.folded_layers == ["groupnl_bn", "groupnl_relu"]
+    assert report.input["dtype"] == io_dtype
+    assert report.input["scale"] > 0
     reference = model.predict(x, verbose=0)
     _check_agreement(reference, _litert_predict(model_bytes, x))
-    assert report["mcu"] is None
-    latency = report["latency"]["litert_xnnpack_1_thread"]
-    assert latency["median_ms"] > 0 and latency["xnnpack_partitions"] >= 1
-    assert list(report["verification"]) == ["litert"]
+    assert report.arena is None
+    assert report.latency["litert"].median_ms > 0
+    assert list(report.verification) == ["litert"]
 
 
-@pytest.mark.parametrize(
-    "layer_kwargs",
-    [
-        dict(shuffle=True),
-        dict(filters=14, reduction_ratio=4, num_groups=2),  # partial copy
+# Layer variants both targets must convert: (kind, strides, what follows the
+# GroupNL layer, layer arguments).
+VARIANTS = {
+    "dense_r2": ("dense", 1, "bn_relu", {}),
+    "dense_s2_r3": ("dense", 2, "bn_relu", dict(reduction_ratio=3)),
+    "dense_r4_shuffle_relu6": (
+        "dense",
+        1,
+        "bn_relu6",
+        dict(reduction_ratio=4, shuffle=True),
+    ),
+    "dense_uneven_groups_bn": (
+        "dense",
+        1,
+        "bn",
+        dict(filters=20, num_groups=3),
+    ),
+    "dense_partial_copy": (
+        "dense",
+        1,
+        "bn_relu",
+        dict(filters=14, reduction_ratio=4, num_groups=2),
+    ),
+    "dense_s2_into_pooling": ("dense", 2, "none", {}),
+    "sparse_s2_r4_into_pooling": ("sparse", 2, "none", dict(reduction_ratio=4)),
+    "sparse_relu6": ("sparse", 1, "bn_relu6", {}),
+    "dense_bias_valid": (
+        "dense",
+        1,
+        "bn_relu",
         dict(use_bias=True, padding="valid"),
-        dict(dilation_rate=2),
-        dict(reduction_ratio=1),  # no generated channels
-    ],
-    ids=["shuffle", "partial_copy", "bias_valid", "dilation", "ratio1"],
-)
-def test_mcu_layer_variants(data, tmp_path, layer_kwargs):
-    model = _model("dense", 1, **layer_kwargs)
+    ),
+    "dense_dilation": ("dense", 1, "bn_relu", dict(dilation_rate=2)),
+    "dense_r1": ("dense", 1, "bn_relu", dict(reduction_ratio=1)),
+}
+
+
+@pytest.fixture(scope="module")
+def variant_models():
+    cache = {}
+
+    def get(key):
+        if key not in cache:
+            kind, strides, after, kwargs = VARIANTS[key]
+            cache[key] = _model(kind, strides, after=after, **kwargs)
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("key", list(VARIANTS))
+def test_mcu_layer_variants(variant_models, data, tmp_path, key):
+    model = variant_models(key)
     x, _ = data
     result = convert(model, "mcu", x[:48], tmp_path / "out", verbose=0)
     model_bytes = _read(result.tflite_path)
     ops, types = _ops_and_types(model_bytes)
-    assert result.report["float_ops"] == 0
-    assert "FLOAT32" not in types
+    assert result.report.float_ops == 0
+    assert not types & {"FLOAT32", "FLOAT16", "FLOAT64"}
+    assert set(ops) <= set(_flatbuffer.TFLM_RESOLVER_METHODS)
+    folded = ["groupnl_bn"] if VARIANTS[key][2] != "none" else []
+    folded += ["groupnl_relu"] if "relu" in VARIANTS[key][2] else []
+    assert result.report.groupnl[0].folded_layers == folded
     reference = model.predict(x[:48], verbose=0)
     _check_agreement(reference, _tflm_predict(model_bytes, x[:48]))
+
+
+@pytest.mark.parametrize("key", list(VARIANTS))
+def test_phone_runs_in_one_xnnpack_partition(
+    variant_models, data, tmp_path, key
+):
+    """Every GroupNL variant stays in one XNNPACK partition, every op
+    delegated, and agrees with Keras."""
+    model = variant_models(key)
+    x, _ = data
+    result = convert(model, "phone", x[:48], tmp_path / "out", verbose=0)
+    report = result.report
+    assert report.delegation.partitions == 1
+    assert report.delegation.undelegated_ops == []
+    assert set(report.float_ops_by_layer) <= {"groupnl"}
+    reference = model.predict(x[:48], verbose=0)
+    _check_agreement(
+        reference, _litert_predict(_read(result.tflite_path), x[:48])
+    )
+
+
+def test_phone_integer_only(models, data, tmp_path):
+    """The full-integer phone model: no float op inside, runs in LiteRT."""
+    model = models("dense", 2)
+    x, _ = data
+    result = convert(
+        model,
+        "phone",
+        x[:48],
+        tmp_path / "out",
+        integer_only=True,
+        io_dtype="int8",
+        verbose=0,
+    )
+    report = result.report
+    model_bytes = _read(result.tflite_path)
+    ops, types = _ops_and_types(model_bytes)
+    assert report.integer_only and report.float_ops == 0
+    assert "FLOAT32" not in types and "SIN" not in ops
+    # LiteRT's CAST + ADD index, not TFLite Micro's int8 -> int32 QUANTIZE.
+    assert {"CAST", "ADD", "GATHER"} <= set(ops)
+    _check_agreement(
+        model.predict(x[:48], verbose=0), _litert_predict(model_bytes, x[:48])
+    )
+    with pytest.raises(
+        ValueError, match="`integer_only` applies to the 'phone'"
+    ):
+        convert(model, "mcu", x[:8], tmp_path / "x", integer_only=True)
+    with pytest.raises(
+        ValueError, match="`integer_only` must be True or False"
+    ):
+        convert(model, "phone", x[:8], tmp_path / "x", integer_only="yes")
 
 
 def test_mcu_without_batchnorm_folding(models, data, tmp_path):
@@ -302,10 +405,10 @@ def test_mcu_without_batchnorm_folding(models, data, tmp_path):
     result = convert(
         model, "mcu", x[:48], tmp_path / "out", fold_batchnorm=False, verbose=0
     )
-    assert result.report["float_ops"] == 0
-    assert result.report["groupnl"][0]["folded_layers"] == []
-    # One 256-byte table per (period, shift) pair instead of per channel.
-    assert result.report["groupnl"][0]["tables"] == 4
+    assert result.report.float_ops == 0
+    assert result.report.groupnl[0].folded_layers == []
+    # One 256-byte table per (period, shift) pair, folded or not.
+    assert result.report.groupnl[0].tables == 4
     _check_agreement(
         model.predict(x[:48], verbose=0),
         _tflm_predict(_read(result.tflite_path), x[:48]),
@@ -313,8 +416,8 @@ def test_mcu_without_batchnorm_folding(models, data, tmp_path):
 
 
 def test_conv_directly_after_groupnl_gets_consistent_bias(data, tmp_path):
-    """The converter quantizes the bias of a conv reading the GroupNL output
-    before fixing that output's scale to 1/128; the bias is rescaled."""
+    """A conv reading the GroupNL output (whose scale is fixed to 1/128) has
+    a bias on the scale its kernel uses: input scale x weight scale."""
     keras.utils.set_random_seed(4)
     inputs = keras.Input(SHAPE)
     x = GroupNLConv2D(16, 3, padding="same", seed=1, name="groupnl")(inputs)
@@ -323,7 +426,6 @@ def test_conv_directly_after_groupnl_gets_consistent_bias(data, tmp_path):
     model = keras.Model(inputs, keras.layers.Dense(CLASSES)(x))
     x_data, _ = data
     result = convert(model, "mcu", x_data[:48], tmp_path / "out", verbose=0)
-    assert any("after" in name for name in result.report["bias_rescaled"])
     tfl = _flatbuffer.read_model(_read(result.tflite_path))
     subgraph = tfl.subgraphs[0]
     for op in subgraph.operators:
@@ -348,26 +450,14 @@ def test_conv_directly_after_groupnl_gets_consistent_bias(data, tmp_path):
 # The NLF lookup table.
 
 
-def test_lookup_table_is_exact_sin():
-    periods = np.array([1.3, 1.9], np.float32)
-    offsets = np.array([-2.0, -7.5], np.float32)
-    table = _flatbuffer.nlf_lookup_table(
-        periods, offsets, (1 / 128, 0), (1 / 128, 0)
-    )
-    assert table.dtype == np.int8 and table.shape == (512,)
-    q = np.arange(-128, 128)
-    for p in range(2):
-        want = np.sin(q / 128 * periods[p] + offsets[p]) * 128
-        want = np.clip(np.sign(want) * np.floor(np.abs(want) + 0.5), -128, 127)
-        np.testing.assert_array_equal(table[256 * p : 256 * (p + 1)], want)
-
-
-def _plain_model():
-    """GroupNL straight into pooling: nothing to fold into the tables."""
+def _bare_model(**layer_kwargs):
+    """GroupNL straight into pooling: nothing to fold into the layer."""
     keras.utils.set_random_seed(2)
     inputs = keras.Input(SHAPE)
     x = keras.layers.Conv2D(8, 3, padding="same", name="stem_conv")(inputs)
-    x = GroupNLConv2D(16, 3, padding="same", seed=3, name="groupnl")(x)
+    kwargs = dict(filters=16, kernel_size=3, padding="same", seed=3)
+    kwargs.update(layer_kwargs)
+    x = GroupNLConv2D(name="groupnl", **kwargs)(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, keras.layers.Dense(CLASSES)(x))
 
@@ -377,26 +467,31 @@ def _tflite_round(x):
 
 
 @pytest.mark.parametrize(
-    "folded", [False, True], ids=["plain", "bn_relu_folded"]
+    "layer_kwargs",
+    [
+        dict(),
+        dict(reduction_ratio=4),
+        dict(reduction_ratio=4, shuffle=True),
+        dict(filters=14, reduction_ratio=4, num_groups=2),
+        dict(filters=20, num_groups=3),
+    ],
+    ids=["r2", "r4", "r4_shuffle", "partial_copy", "uneven_groups"],
 )
-def test_generated_channels_equal_table_of_seeds(
-    models, data, tmp_path, folded
-):
-    """Inside the converted model, every generated channel is exactly the
-    NLF (with the folded BatchNormalization and ReLU, if any) of its int8
-    normalised seed channel, rounded once to the output quantization."""
+def test_generated_channels_are_exact_tables(data, tmp_path, layer_kwargs):
+    """Inside the full-integer model, every generated channel is exactly the
+    NLF `sin(T * (u - phi))` of its int8 normalised seed channel `u`,
+    rounded once to the output quantization (1/128). Checked in the
+    LiteRT-compatible variant (`integer_only`), whose tables are the MCU's."""
     from ai_edge_litert.interpreter import Interpreter
 
-    model = models("dense", 1) if folded else _plain_model()
+    model = _bare_model(**layer_kwargs)
     layer = model.get_layer("groupnl")
     x, _ = data
-    result = convert(model, "mcu", x[:32], tmp_path / "out", verbose=0)
-    assert result.report["groupnl"][0]["folded_layers"] == (
-        ["groupnl_bn", "groupnl_relu"] if folded else []
+    result = convert(
+        model, "phone", x[:32], tmp_path / "out", integer_only=True, verbose=0
     )
     interpreter = Interpreter(
-        model_path=result.tflite_path,
-        experimental_preserve_all_tensors=True,
+        model_path=result.tflite_path, experimental_preserve_all_tensors=True
     )
     interpreter.allocate_tensors()
     tfl = _flatbuffer.read_model(_read(result.tflite_path))
@@ -405,38 +500,24 @@ def test_generated_channels_equal_table_of_seeds(
     for op in subgraph.operators:
         by_op.setdefault(_flatbuffer.op_name(tfl, op), []).append(op)
     (norm,) = by_op["L2_NORMALIZATION"]
-    (concat,) = by_op["CONCATENATION"]
+    (concat,) = [
+        op
+        for op in by_op["CONCATENATION"]
+        if subgraph.tensors[int(op.outputs[0])].shape[-1] == layer.filters
+    ]
     inp = interpreter.get_input_details()[0]
-    scale, zero = inp["quantization"]
-    q = np.clip(np.round(x[0] / scale) + zero, -128, 127).astype(np.int8)
-    interpreter.set_tensor(inp["index"], q[None])
+    interpreter.set_tensor(inp["index"], x[:1])
     interpreter.invoke()
     u = interpreter.get_tensor(int(norm.outputs[0])).astype(np.float64)
     out = interpreter.get_tensor(int(concat.outputs[0])).astype(np.float64)
-    out_scale, out_zero = _flatbuffer.quantization(
-        subgraph.tensors[int(concat.outputs[0])]
-    )[:2]
-    periods = keras.ops.convert_to_numpy(layer.nlf_period).reshape(-1)
-    shifts = keras.ops.convert_to_numpy(layer.nlf_shift).reshape(-1)
-    pair = layer.nlf_pair_index()
-    source = np.arange(layer.generated_channels) % layer.seed_channels
-    value = np.sin(
-        u[..., source] / 128.0 * periods[pair] - periods[pair] * shifts[pair]
-    )
-    if folded:
-        bn = model.get_layer("groupnl_bn")
-        gain = keras.ops.convert_to_numpy(bn.gamma) / np.sqrt(
-            keras.ops.convert_to_numpy(bn.moving_variance) + bn.epsilon
-        )
-        offset = keras.ops.convert_to_numpy(bn.beta) - gain * (
-            keras.ops.convert_to_numpy(bn.moving_mean)
-        )
-        s = layer.seed_channels
-        value = np.maximum(value * gain[s:] + offset[s:], 0.0)
-    else:
-        assert (out_scale[0], out_zero[0]) == (1 / 128, 0)
-    want = np.clip(_tflite_round(value / out_scale[0]) + out_zero[0], -128, 127)
+    quant = _flatbuffer.quantization(subgraph.tensors[int(concat.outputs[0])])
+    assert (quant[0][0], quant[1][0]) == (1 / 128, 0)
+    form = layer.deploy_form()
+    value = np.sin(form.period * (u[..., form.source] / 128.0 - form.shift))
+    want = np.clip(_tflite_round(value * 128), -128, 127)
+    np.testing.assert_array_equal(out[..., : layer.seed_channels], u)
     np.testing.assert_array_equal(out[..., layer.seed_channels :], want)
+    assert result.report.groupnl[0].tables == form.periods.size
 
 
 # --------------------------------------------------------------------------
@@ -463,10 +544,10 @@ def test_c_array_compiles_and_matches(mcu_result, tmp_path):
     assert payload == _read(mcu_result.tflite_path)
     assert f"g_model_data_len = {len(payload)};" in text
     header = open(mcu_result.files["c_header"]).read()
-    arena = mcu_result.report["mcu"]["arena_bytes"]
+    arena = mcu_result.report.arena.arena_bytes
     assert f"#define MODEL_TENSOR_ARENA_SIZE {arena}" in header
     ops_header = open(mcu_result.files["ops_header"]).read()
-    for method in mcu_result.report["mcu"]["resolver_ops"]:
+    for method in mcu_result.report.resolver_ops:
         assert f"resolver.{method}()" in ops_header
 
 
@@ -487,7 +568,7 @@ def test_constant_buffers_are_16_byte_aligned(mcu_result):
 
 
 def test_measured_arena_is_enough(mcu_result, data):
-    arena = mcu_result.report["mcu"]["arena_bytes"]
+    arena = mcu_result.report.arena.arena_bytes
     assert 0 < arena < 1 << 20 and arena % 16 == 0
     _tflm_predict(_read(mcu_result.tflite_path), data[0][:2], arena_size=arena)
 
@@ -697,8 +778,8 @@ def test_iterable_batches_path_and_labels(models, data, tmp_path):
         name="fashion_net",
         verbose=0,
     )
-    assert result.report["num_samples"] == 48
-    assert result.report["verification"]["litert"]["accuracy"] is not None
+    assert result.report.num_samples == 48
+    assert result.report.verification["litert"].accuracy is not None
     assert os.path.basename(result.tflite_path) == "fashion_net.tflite"
 
 
@@ -714,12 +795,12 @@ def test_verification_data_is_held_out(models, data, tmp_path):
         verbose=0,
     )
     report = result.report
-    assert report["calibration_samples"] == 16
-    assert report["num_samples"] == 24
+    assert report.calibration_samples == 16
+    assert report.num_samples == 24
     expected = np.mean(
         _tflm_predict(_read(result.tflite_path), x[16:40]).argmax(1) == y[16:40]
     )
-    assert report["verification"]["tflm"]["accuracy"] == pytest.approx(expected)
+    assert report.verification["tflm"].accuracy == pytest.approx(expected)
     with pytest.raises(ValueError, match="Received: verification_data.shape"):
         convert(
             model,
@@ -808,3 +889,183 @@ def test_cli_convert(models, data, tmp_path, capsys):
         )
         == 2
     )
+
+
+# --------------------------------------------------------------------------
+# Savings against the plain twin (sizes and arena bytes are deterministic).
+
+
+@pytest.fixture(scope="module")
+def resnet8_pair():
+    """GroupNL ResNet-8 (MLPerf Tiny topology, dense r = 2) and its plain
+    twin from the same builder, with random data in the input range."""
+    from keras_groupnl import applications
+
+    keras.utils.set_random_seed(0)
+    kwargs = dict(input_shape=(32, 32, 3), classes=10, seed=0)
+    groupnl = applications.GroupNLResNet8(conv_type="dense", **kwargs)
+    plain = applications.GroupNLResNet8(conv_type="plain", **kwargs)
+    x = np.random.default_rng(0).random((16, 32, 32, 3), dtype="float32")
+    return groupnl, plain, x
+
+
+def test_mcu_is_smaller_than_plain_and_needs_no_more_activation_memory(
+    resnet8_pair, tmp_path
+):
+    from keras_groupnl.converters import _memory_plan
+
+    groupnl, plain, x = resnet8_pair
+    result = convert(
+        groupnl, "mcu", x, tmp_path / "out", compare_with=plain, verbose=0
+    )
+    report, twin = result.report, result.report.comparison
+    assert twin.model == plain.name and twin.params == plain.count_params()
+    # Flash: the file, tables included, is smaller than the plain model's.
+    assert report.sizes["file"] <= 0.85 * twin.sizes["file"]
+    assert twin.ratios["file"] == report.sizes["file"] / twin.sizes["file"]
+    assert report.sizes["tables"] == sum(g.table_bytes for g in report.groupnl)
+    # RAM: activations exactly the plain model's; the rest is bookkeeping.
+    assert report.arena.activation_bytes == twin.arena.activation_bytes
+    assert report.arena.arena_bytes <= 1.25 * twin.arena.arena_bytes
+    # The offline plan reaches the lower bound: the most bytes ever live.
+    tfl = _flatbuffer.read_model(_read(result.tflite_path))
+    assert _memory_plan.plan(tfl)[1] == _memory_plan.live_peak(tfl)
+    assert report.arena.activation_bytes == _memory_plan.live_peak(tfl)
+    # Nothing TFLite Micro does not read: no tensor names, no signatures.
+    assert not any(t.name for t in tfl.subgraphs[0].tensors)
+    assert not tfl.signatureDefs
+    assert [m.name for m in tfl.metadata] == [b"OfflineMemoryAllocation"]
+    text = result.summary()
+    assert "compared with the plain model" in text and "tensor arena" in text
+
+
+def test_phone_comparison_reports_both_models(resnet8_pair, tmp_path):
+    groupnl, plain, x = resnet8_pair
+    report = convert(
+        groupnl, "phone", x, tmp_path / "out", compare_with=plain, verbose=0
+    ).report
+    twin = report.comparison
+    assert report.delegation.partitions == twin.delegation.partitions == 1
+    assert report.sizes["file"] < twin.sizes["file"]
+    assert twin.latency["litert"].median_ms > 0
+    ratio = (
+        report.latency["litert"].median_ms / twin.latency["litert"].median_ms
+    )
+    assert twin.ratios["latency_litert"] == pytest.approx(ratio)
+
+
+# --------------------------------------------------------------------------
+# Faults: endless data, stale artefacts, unknown ops, bad files.
+
+
+def test_endless_representative_data_is_read_only_as_needed(
+    small_model, tmp_path
+):
+    read = {"batches": 0}
+
+    def endless():
+        rng = np.random.default_rng(0)
+        while True:
+            read["batches"] += 1
+            yield rng.standard_normal((4,) + SHAPE).astype("float32")
+
+    result = convert(
+        small_model,
+        "phone",
+        endless(),
+        tmp_path / "out",
+        calibration_samples=16,
+        verification_samples=12,
+        verbose=0,
+    )
+    assert result.report.calibration_samples == 16
+    assert result.report.num_samples == 12
+    # 16 samples are needed: 4 batches, and one more read to find that out.
+    assert read["batches"] <= 5
+
+
+def test_converting_again_leaves_only_this_targets_artefacts(
+    small_model, tmp_path
+):
+    x = np.random.default_rng(0).standard_normal((8,) + SHAPE).astype("float32")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's own file")
+    (out / "other_model.tflite").write_bytes(b"another model of the user")
+    convert(small_model, "mcu", x, out, verbose=0)
+    assert (out / "model_data.cc").exists()
+    convert(small_model, "phone", x, out, verbose=0)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "model.tflite",
+        "model_report.json",
+        "notes.txt",
+        "other_model.tflite",
+    ]
+    report = json.loads((out / "model_report.json").read_text())
+    assert report["target"] == "phone"
+
+
+@pytest.mark.parametrize("target", ["mcu", "phone"])
+def test_refuses_an_op_tflite_lacks_naming_layer_and_op(tmp_path, target):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    x = keras.layers.Lambda(keras.ops.erf, name="my_erf")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    x = np.random.default_rng(0).random((8, 8, 8, 3)).astype("float32")
+    with pytest.raises(
+        ConversionError, match=r"layer 'my_erf'.*op ERF"
+    ) as info:
+        convert(model, target, x, tmp_path / "out", verbose=0)
+    assert (info.value.layer, info.value.op) == ("my_erf", "ERF")
+    assert "tf.entry_function" not in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_keras_file_is_named_as_such(small_model, tmp_path):
+    path = tmp_path / "model.keras"
+    small_model.save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    x = np.zeros((2,) + SHAPE, "float32")
+    with pytest.raises(ValueError, match=r"not a complete .keras archive"):
+        convert(str(path), "mcu", x, tmp_path / "out", verbose=0)
+
+
+def test_cli_bad_npz_files_are_named(small_model, tmp_path, capsys):
+    model_path = tmp_path / "model.keras"
+    small_model.save(model_path)
+    not_npz = tmp_path / "calibration.npz"
+    not_npz.write_bytes(b"plain text, not an archive")
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, x=np.array([{"a": 1}, None], dtype=object))
+    for path, match in (
+        (not_npz, "is not an .npz archive"),
+        (objects, "hold Python objects"),
+    ):
+        status = cli.main(
+            [
+                "convert",
+                str(model_path),
+                "--target",
+                "mcu",
+                "--calibration",
+                str(path),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        err = capsys.readouterr().err
+        assert status == 2
+        assert match in err and str(path) in err
+        assert "allow_pickle" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_quiet_conversion_prints_nothing(small_model, tmp_path, capfd):
+    x = np.random.default_rng(0).standard_normal((8,) + SHAPE).astype("float32")
+    capfd.readouterr()
+    convert(small_model, "mcu", x, tmp_path / "out", verbose=0)
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert "fully_quantize" not in err and "XNNPACK" not in err

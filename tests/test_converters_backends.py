@@ -40,7 +40,7 @@ _OTHER_BACKEND_SCRIPT = textwrap.dedent(
     result = convert(
         model, "mcu", x[:64], sys.argv[2], labels=y[:64], verbose=0
     )
-    print("RESULT", json.dumps(result.report))
+    print("RESULT", json.dumps(result.report.to_dict()))
     """
 )
 

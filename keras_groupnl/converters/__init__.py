@@ -1,9 +1,10 @@
 """Converters: Keras GroupNL models to verified int8 TFLite for phones and MCUs.
 
 `convert(model, target, representative_data, output_dir)` makes an int8
-LiteRT model (`target="phone"`) or a full-integer TensorFlow Lite Micro model
-with its C array (`target="mcu"`), runs it against the Keras model and writes
-a JSON report beside it. See `convert` for details.
+LiteRT model whose GroupNL layers XNNPACK runs whole (`target="phone"`) or a
+compact full-integer TensorFlow Lite Micro model with its C array
+(`target="mcu"`), runs it against the Keras model and writes a JSON report
+beside it. See `convert` for details.
 """
 
 from keras_groupnl.converters._convert import TARGETS
@@ -11,10 +12,12 @@ from keras_groupnl.converters._convert import ConversionResult
 from keras_groupnl.converters._convert import convert
 from keras_groupnl.converters._convert import format_report
 from keras_groupnl.converters._errors import ConversionError
+from keras_groupnl.converters._report import ConversionReport
 
 __all__ = [
     "TARGETS",
     "ConversionError",
+    "ConversionReport",
     "ConversionResult",
     "convert",
     "format_report",

@@ -1,8 +1,62 @@
-"""Firmware artefacts: the model as a C array and its op resolver."""
+"""The files a conversion writes.
+
+Every target writes `<name>.tflite` and `<name>_report.json`; the "mcu"
+target adds its firmware artefacts: the model as a 16-byte-aligned C array
+(`<name>_data.cc` / `<name>_data.h`, with the I/O quantization and the
+measured arena size) and `<name>_ops.h`, which registers exactly the
+model's operators with a `MicroMutableOpResolver`.
+"""
 
 import textwrap
 
 from keras_groupnl.converters import _flatbuffer
+
+# Artefact role -> file name pattern, per target.
+_FILES = {
+    "phone": {"tflite": "{}.tflite", "report": "{}_report.json"},
+    "mcu": {
+        "tflite": "{}.tflite",
+        "c_source": "{}_data.cc",
+        "c_header": "{}_data.h",
+        "ops_header": "{}_ops.h",
+        "report": "{}_report.json",
+    },
+}
+
+
+def file_names(name, target):
+    """Artefact role -> file name for a conversion named `name`."""
+    return {
+        role: pattern.format(name) for role, pattern in _FILES[target].items()
+    }
+
+
+def all_file_names(name):
+    """Every file name any target writes for `name`."""
+    return sorted(
+        {
+            pattern.format(name)
+            for files in _FILES.values()
+            for pattern in files.values()
+        }
+    )
+
+
+def files(name, model_bytes, report):
+    """`[(file name, bytes)]` of every artefact, the report last."""
+    names = report.files
+    out = [(names["tflite"], model_bytes)]
+    if report.target == "mcu":
+        out += [
+            (
+                names["c_source"],
+                c_source(name, model_bytes, names["c_header"]).encode(),
+            ),
+            (names["c_header"], c_header(name, report).encode()),
+            (names["ops_header"], ops_header(name, report).encode()),
+        ]
+    out.append((names["report"], report.to_json().encode()))
+    return out
 
 
 def resolver_methods(op_histogram):
@@ -34,12 +88,12 @@ def c_source(name, model_bytes, header_name):
     )
 
 
-def c_header(name, model_bytes, report):
+def c_header(name, report):
     symbol = f"g_{name}_data"
     guard = f"KERAS_GROUPNL_{name.upper()}_DATA_H_"
     macro = name.upper()
-    methods = report["mcu"]["resolver_ops"]
-    inp, out = report["input"], report["output"]
+    methods = report.resolver_ops
+    inp, out = report.input, report.output
     resolver = "\n".join(f"//   resolver.{m}();" for m in methods)
     return textwrap.dedent(
         f"""\
@@ -62,7 +116,7 @@ def c_header(name, model_bytes, report):
         #define {guard}
 
         #define {macro}_OP_COUNT {len(methods)}
-        #define {macro}_TENSOR_ARENA_SIZE {report["mcu"]["arena_bytes"]}
+        #define {macro}_TENSOR_ARENA_SIZE {report.arena.arena_bytes}
         #define {macro}_INPUT_SCALE {inp["scale"]!r}f
         #define {macro}_INPUT_ZERO_POINT ({inp["zero_point"]})
         #define {macro}_OUTPUT_SCALE {out["scale"]!r}f
@@ -79,7 +133,7 @@ def c_header(name, model_bytes, report):
 def ops_header(name, report):
     """A C++ helper that registers exactly the model's operators."""
     macro = name.upper()
-    methods = report["mcu"]["resolver_ops"]
+    methods = report.resolver_ops
     calls = "\n".join(
         f"  if (resolver.{m}() != kTfLiteOk) return kTfLiteError;"
         for m in methods

@@ -1,22 +1,28 @@
-"""Running converted models: LiteRT (XNNPACK) and TensorFlow Lite Micro."""
+"""Running converted models: LiteRT (XNNPACK) and TensorFlow Lite Micro.
 
-import contextlib
-import os
+Both runners take float samples, quantize them as the model input says,
+run one sample at a time and return float outputs. `interleaved_latency`
+times several runners in alternating rounds, so that load on a shared
+machine hits them alike.
+"""
+
 import re
-import sys
-import tempfile
 import time
 
 import numpy as np
+
+from keras_groupnl.converters import _flatbuffer as fb
+from keras_groupnl.converters import _inspect
+from keras_groupnl.converters import _native_logs
+from keras_groupnl.converters import _private
 
 
 def _quantize(x, detail):
     dtype = np.dtype(detail["dtype"])
     if dtype == np.float32:
         return x.astype(np.float32)
-    scale, zero_point = detail["scale"], detail["zero_point"]
     info = np.iinfo(dtype)
-    q = np.round(x / scale) + zero_point
+    q = np.round(x / detail["scale"]) + detail["zero_point"]
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
@@ -37,11 +43,17 @@ class _Runner:
         outputs = []
         for i in range(len(x)):
             raw = _quantize(x[i : i + 1], self.input_detail)
-            raw_out = self.invoke_raw(raw)
-            outputs.append(_dequantize(raw_out, self.output_detail))
+            outputs.append(
+                _dequantize(self.invoke_raw(raw), self.output_detail)
+            )
             if progress is not None:
                 progress(1)
         return np.concatenate(outputs, axis=0)
+
+    def timed_call(self, sample):
+        """A no-argument function running the model on `sample`."""
+        raw = _quantize(sample[None], self.input_detail)
+        return lambda: self.invoke_raw(raw)
 
 
 class LiteRTRunner(_Runner):
@@ -50,60 +62,70 @@ class LiteRTRunner(_Runner):
     def __init__(self, model_bytes, num_threads=1):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(
-            model_content=model_bytes, num_threads=num_threads
-        )
-        self.interpreter.allocate_tensors()
-        # XNNPACK (the default delegate) shows up as DELEGATE nodes, one per
-        # partition of the graph it took over.
-        try:
-            ops = self.interpreter._get_ops_details()
-            self.xnnpack_partitions = sum(
-                1 for op in ops if op.get("op_name") == "DELEGATE"
+        with _native_logs.captured():
+            self.interpreter = Interpreter(
+                model_content=model_bytes, num_threads=num_threads
             )
-        except Exception:  # pragma: no cover - private LiteRT API
-            self.xnnpack_partitions = None
+            self.interpreter.allocate_tensors()
         (inp,) = self.interpreter.get_input_details()
         (out,) = self.interpreter.get_output_details()
         self.input_index = inp["index"]
         self.output_index = out["index"]
-        self.input_detail = {
-            "dtype": inp["dtype"],
-            "scale": inp["quantization"][0],
-            "zero_point": inp["quantization"][1],
-        }
-        self.output_detail = {
-            "dtype": out["dtype"],
-            "scale": out["quantization"][0],
-            "zero_point": out["quantization"][1],
-        }
+        self.input_detail = _litert_detail(inp)
+        self.output_detail = _litert_detail(out)
+        self.model_bytes = model_bytes
 
     def invoke_raw(self, raw):
         self.interpreter.set_tensor(self.input_index, raw)
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self.output_index)
 
-    def latency_ms(self, sample, runs=50, max_seconds=2.0):
-        raw = _quantize(sample[None], self.input_detail)
-        return _time_calls(lambda: self.invoke_raw(raw), runs, max_seconds)
+    def delegation(self):
+        """How XNNPACK split the graph.
+
+        Returns `{"partitions", "delegated", "undelegated"}`: the number of
+        XNNPACK partitions (DELEGATE nodes) and the indices of the model's
+        ops that XNNPACK took and did not take.
+        """
+        plan = _private.execution_plan(self.interpreter)
+        count = len(fb.read_model(self.model_bytes).subgraphs[0].operators)
+        original = plan[:count]
+        delegates = [op for op in plan[count:] if op["op_name"] == "DELEGATE"]
+        producer = {}
+        for op in original:
+            for t in op["outputs"]:
+                producer[int(t)] = op["index"]
+        delegated = set()
+        for delegate in delegates:
+            delegated |= _nodes_between(
+                delegate["inputs"], delegate["outputs"], producer, original
+            )
+        return {
+            "partitions": len(delegates),
+            "delegated": sorted(delegated),
+            "undelegated": sorted(set(range(count)) - delegated),
+        }
 
 
-@contextlib.contextmanager
-def _captured_stderr():
-    """Captures what C++ code writes to file descriptor 2."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as capture:
-        os.dup2(capture.fileno(), 2)
-        result = {"text": ""}
-        try:
-            yield result
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            result["text"] = capture.read().decode("utf-8", "replace")
+def _nodes_between(inputs, outputs, producer, ops):
+    """The ops between a delegate node's input and output tensors."""
+    stop = {int(t) for t in inputs}
+    stack = [int(t) for t in outputs]
+    seen, nodes = set(), set()
+    while stack:
+        t = stack.pop()
+        if t in seen or t in stop or t not in producer:
+            continue
+        seen.add(t)
+        node = producer[t]
+        nodes.add(node)
+        stack.extend(int(x) for x in ops[node]["inputs"] if x >= 0)
+    return nodes
+
+
+def _litert_detail(detail):
+    scale, zero_point = detail["quantization"]
+    return {"dtype": detail["dtype"], "scale": scale, "zero_point": zero_point}
 
 
 class TFLMError(RuntimeError):
@@ -120,79 +142,92 @@ class TFLMRunner(_Runner):
     def __init__(self, model_bytes, arena_size=None):
         import tflite_micro
 
-        self._runtime = tflite_micro.runtime
         self.model_bytes = model_bytes
         if arena_size is None:
             # Generous: every activation at once, plus room for TFLM's own
             # structures; `measure_arena` finds what is really needed.
-            from keras_groupnl.converters import _flatbuffer
-
-            activations = _flatbuffer.activation_bytes(
-                _flatbuffer.read_model(model_bytes)
-            )
+            activations = _inspect.activation_bytes(fb.read_model(model_bytes))
             arena_size = max(1 << 20, 2 * activations + len(model_bytes))
-        with _captured_stderr() as log:
+        with _native_logs.captured() as log:
             try:
-                self.interpreter = self._runtime.Interpreter.from_bytes(
+                self.interpreter = tflite_micro.runtime.Interpreter.from_bytes(
                     model_bytes, arena_size=arena_size
                 )
+                failed = None
             except RuntimeError as error:
                 failed = error
-            else:
-                failed = None
         if failed is not None:
             raise TFLMError(
-                f"TFLite Micro could not load the model: {failed}",
-                log["text"],
+                f"TFLite Micro could not load the model: {failed}", log["text"]
             )
-        self.arena_size = arena_size
-        inp = self.interpreter.get_input_details(0)
-        out = self.interpreter.get_output_details(0)
-        self.input_detail = _tflm_detail(inp)
-        self.output_detail = _tflm_detail(out)
+        self.input_detail = _tflm_detail(self.interpreter.get_input_details(0))
+        self.output_detail = _tflm_detail(
+            self.interpreter.get_output_details(0)
+        )
 
     def invoke_raw(self, raw):
-        self.interpreter.set_input(raw, 0)
-        self.interpreter.invoke()
+        with _native_logs.captured() as log:
+            try:
+                self.interpreter.set_input(raw, 0)
+                self.interpreter.invoke()
+                failed = None
+            except RuntimeError as error:
+                failed = error
+        if failed is not None:
+            raise TFLMError(f"TFLite Micro failed: {failed}", log["text"])
         return self.interpreter.get_output(0)
 
-    def latency_ms(self, sample, runs=20, max_seconds=2.0):
-        raw = _quantize(sample[None], self.input_detail)
-        return _time_calls(lambda: self.invoke_raw(raw), runs, max_seconds)
-
     def measure_arena(self, sample):
-        """The tensor-arena size TFLite Micro needs for this model.
+        """The smallest tensor arena TFLite Micro runs the model in.
 
-        TFLM's recording allocator reports the bytes it used after one
-        inference; the figure is rounded up to 16 bytes and checked by
-        running the model again in an arena of exactly that size.
+        TFLM's recording allocator reports, after one inference, the bytes
+        it used: the head (activations, planned to overlap) and the tail
+        (persistent bookkeeping: tensor and node structs, kernel data).
+        Their total can be a little short of what loading needs (temporary
+        allocations while kernels prepare), so the arena is the smallest
+        16-byte multiple, from that total up, in which the model loads and
+        runs, found by bisection.
+
+        Returns `{"arena_bytes", "activation_bytes", "bookkeeping_bytes"}`.
         """
         raw = _quantize(sample[None], self.input_detail)
         self.invoke_raw(raw)
-        with _captured_stderr() as log:
+        with _native_logs.captured() as log:
             self.interpreter.print_allocations()
-        match = re.search(r"Arena allocation total (\d+) bytes", log["text"])
-        if match is None:
+        found = {
+            key: re.search(rf"Arena allocation {key} (\d+) bytes", log["text"])
+            for key in ("total", "head", "tail")
+        }
+        if not all(found.values()):
             raise TFLMError(
-                "TFLite Micro did not report its arena usage.", log["text"]
+                "TFLite Micro did not report its arena.", log["text"]
             )
-        used = int(match.group(1))
-        size = -(-used // 16) * 16
-        # Confirm: the model allocates and runs in exactly `size` bytes.
-        for attempt in range(8):
+        used = {key: int(match.group(1)) for key, match in found.items()}
+        return {
+            "arena_bytes": self._smallest_arena(used["total"], raw),
+            "activation_bytes": used["head"],
+            "bookkeeping_bytes": used["tail"],
+        }
+
+    def _smallest_arena(self, total, raw):
+        def runs(size):
             try:
-                check = TFLMRunner(self.model_bytes, arena_size=size)
-                with _captured_stderr():
-                    check.invoke_raw(raw)
-                break
-            except (TFLMError, RuntimeError):
-                size = -(-int(size * 1.05 + 16) // 16) * 16
-        else:
-            raise TFLMError(
-                f"TFLite Micro reported {used} arena bytes but the model does "
-                f"not run in {size} bytes."
-            )
-        return {"used_bytes": used, "arena_bytes": size}
+                TFLMRunner(self.model_bytes, arena_size=size).invoke_raw(raw)
+                return True
+            except TFLMError:
+                return False
+
+        low = -(-total // 16)  # In units of 16 bytes.
+        high = low
+        while not runs(16 * high):
+            low, high = high + 1, high + max(16, (high - low + 1) * 2)
+        while low < high:
+            middle = (low + high) // 2
+            if runs(16 * middle):
+                high = middle
+            else:
+                low = middle + 1
+        return 16 * high
 
 
 def _tflm_detail(detail):
@@ -206,18 +241,37 @@ def _tflm_detail(detail):
     }
 
 
-def _time_calls(fn, runs, max_seconds):
-    for _ in range(3):
-        fn()
-    times = []
+def interleaved_latency(calls, rounds=15, calls_per_round=5, max_seconds=6.0):
+    """Median latency of each call, timed in alternating rounds.
+
+    Args:
+        calls: `{name: no-argument function}`.
+
+    Returns:
+        `{name: {"median_ms", "p90_ms", "runs"}}`, from the per-round
+        medians; rounds stop early after `max_seconds`.
+    """
+    names = list(calls)
+    for name in names:
+        for _ in range(2):
+            calls[name]()
+    medians = {name: [] for name in names}
     start = time.perf_counter()
-    while len(times) < runs and time.perf_counter() - start < max_seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times = np.asarray(times) * 1000.0
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            times = []
+            for _ in range(calls_per_round):
+                t0 = time.perf_counter()
+                calls[name]()
+                times.append(time.perf_counter() - t0)
+            medians[name].append(np.median(times) * 1000.0)
+        if time.perf_counter() - start > max_seconds and r >= 2:
+            break
     return {
-        "median_ms": float(np.median(times)),
-        "p90_ms": float(np.percentile(times, 90)),
-        "runs": int(len(times)),
+        name: {
+            "median_ms": float(np.median(values)),
+            "p90_ms": float(np.percentile(values, 90)),
+            "runs": len(values) * calls_per_round,
+        }
+        for name, values in medians.items()
     }
