@@ -18,22 +18,20 @@ the plain model measured in the same run:
    Adam step, batch `--train-batch`) of a compiled model after warm-up
    steps. `jit_compile` is False on TensorFlow (True on `tensorflow-xla`),
    True on JAX (always XLA) and False (eager) on torch.
-4. int8 TFLite for phones (`keras_groupnl.converters.convert(...,
-   "phone", ...)`): file size and LiteRT latency (XNNPACK, 1 thread,
-   batch 1). The representative data is random (uniform over the model's
-   input range), which is enough for size and latency but says nothing
-   about int8 accuracy.
+
+Converted int8 models (phone and microcontroller) are measured by
+`benchmarks/deploy_benchmark.py`.
 
 Timings interleave the variants of one model round by round and report the
 median round (each round times about `--min-seconds`, at least one call).
 The Keras backend is fixed per process, so every backend runs in its own
 worker process (this script re-invoked with `KERAS_BACKEND` set); the size
-and TFLite sections run in a TensorFlow-backend worker.
+section runs in a TensorFlow-backend worker.
 
     python benchmarks/model_benchmark.py            # all, ~12-15 min on 2 cores
     python benchmarks/model_benchmark.py --models resnet8 \\
-        --backends tensorflow --rounds 2 --skip-tflite   # a quick check
-    python benchmarks/model_benchmark.py --backends   # size and TFLite only
+        --backends tensorflow --rounds 2   # a quick check
+    python benchmarks/model_benchmark.py --backends   # size only
     python benchmarks/model_benchmark.py --json runs/model_benchmark.json
 
 Run it on an otherwise idle machine: every backend uses all cores, and
@@ -51,7 +49,6 @@ import argparse
 import os
 import platform
 import sys
-import tempfile
 import time
 
 from backend_runs import report_progress as progress
@@ -216,107 +213,29 @@ def timing_worker(run, args):
     return rows
 
 
-def _litert_timer(path):
-    """A function that runs one random sample through a LiteRT model."""
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=path, num_threads=1)
-    interpreter.allocate_tensors()
-    (inp,) = interpreter.get_input_details()
-    shape = tuple(inp["shape"])
-    sample = np.random.default_rng(2).random(shape, dtype="float32")
-    if np.dtype(inp["dtype"]) != np.float32:
-        scale, zero = inp["quantization"]
-        info = np.iinfo(inp["dtype"])
-        sample = np.clip(np.round(sample / scale) + zero, info.min, info.max)
-    sample = sample.astype(inp["dtype"])
-    index = inp["index"]
-
-    def run():
-        interpreter.set_tensor(index, sample)
-        interpreter.invoke()
-
-    return run
-
-
 def static_worker(args):
-    """Size rows, and int8 TFLite rows unless --skip-tflite."""
+    """Size rows: parameters and MACs of every model and variant."""
     import keras
 
     from keras_groupnl.analysis import count_macs
 
-    rows = {"size": [], "tflite": []}
-    workdir = tempfile.mkdtemp(prefix="model_benchmark_tflite_")
-    try:
-        for key in args.models:
-            variants = MODELS[key][2]
-            timers = {}
-            for variant in variants:
-                progress(f"size: {key} {variant}")
-                model = build(key, variant, args)
-                rows["size"].append(
-                    {
-                        "model": key,
-                        "variant": variant,
-                        "input": list(model.inputs[0].shape[1:]),
-                        "params": int(model.count_params()),
-                        "trainable": trainable_count(model),
-                        "macs": count_macs(model),
-                    }
-                )
-                if args.skip_tflite:
-                    continue
-                progress(f"tflite: converting {key} {variant}")
-                row = {"model": key, "variant": variant}
-                try:
-                    from keras_groupnl import converters
-
-                    x, _ = random_inputs(
-                        key, args, args.calibration_samples, seed=3
-                    )
-                    start = time.perf_counter()
-                    result = converters.convert(
-                        model,
-                        "phone",
-                        x,
-                        os.path.join(workdir, f"{key}_{variant}"),
-                        name=f"{key}_{variant}",
-                        calibration_samples=args.calibration_samples,
-                        verification_samples=min(8, args.calibration_samples),
-                        verbose=0,
-                    )
-                    latency = result.report["latency"][
-                        "litert_xnnpack_1_thread"
-                    ]
-                    row.update(
-                        size_bytes=int(result.report["size_bytes"]),
-                        report_median_ms=float(latency["median_ms"]),
-                        report_runs=int(latency["runs"]),
-                        convert_seconds=time.perf_counter() - start,
-                    )
-                    timers[variant] = _litert_timer(result.tflite_path)
-                except Exception as error:
-                    progress(f"tflite: {key} {variant} failed: {error!r}")
-                    row["error"] = repr(error)
-                rows["tflite"].append(row)
-                del model
-                keras.backend.clear_session()
-            if timers:
-                progress(f"tflite: {key}: timing LiteRT")
-                for fn in timers.values():
-                    for _ in range(3):
-                        fn()
-                medians, _ = interleaved_median(
-                    timers, args.rounds, args.min_seconds
-                )
-                for row in rows["tflite"]:
-                    if row["model"] == key and row["variant"] in medians:
-                        row["ms"] = 1000 * medians[row["variant"]]
-    finally:
-        import shutil
-
-        shutil.rmtree(workdir, ignore_errors=True)
+    rows = {"size": []}
+    for key in args.models:
+        for variant in MODELS[key][2]:
+            progress(f"size: {key} {variant}")
+            model = build(key, variant, args)
+            rows["size"].append(
+                {
+                    "model": key,
+                    "variant": variant,
+                    "input": list(model.inputs[0].shape[1:]),
+                    "params": int(model.count_params()),
+                    "trainable": trainable_count(model),
+                    "macs": count_macs(model),
+                }
+            )
+            del model
+            keras.backend.clear_session()
     return rows
 
 
@@ -383,41 +302,6 @@ def print_timing(title, rows, unit):
             f"| {_name(r)} | {r['variant']} | {r['ms']:.2f} "
             f"| {_ratio(r['ms_ratio'])} |"
         )
-
-
-def print_tflite(rows):
-    print(
-        "\n### int8 TFLite (phone target), LiteRT XNNPACK, 1 thread, batch 1\n"
-    )
-    print(
-        "| model | variant | size (bytes) | ratio | latency (ms) | ratio "
-        "| converter's figure (ms) |"
-    )
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        if "error" in r:
-            print(
-                f"| {_name(r)} | {r['variant']} "
-                f"| failed: {r['error'][:80]} | | | | |"
-            )
-            continue
-        ms = r.get("ms")
-        print(
-            f"| {_name(r)} | {r['variant']} | {r['size_bytes']:,} "
-            f"| {_ratio(r['size_bytes_ratio'])} "
-            f"| {'n/a' if ms is None else f'{ms:.3f}'} "
-            f"| {_ratio(r['ms_ratio'])} "
-            f"| {r['report_median_ms']:.3f} |"
-        )
-    print(
-        "\nCalibrated on random inputs (uniform over the model's input "
-        "range: [0, 1] for the ResNets, [0, 255] for MobileNetV3, which "
-        "rescales inside): fine for size and latency, meaningless for int8 "
-        "accuracy. Latency: the median of interleaved rounds measured here; "
-        "the last column is the converter report's own median "
-        "(`latency['litert_xnnpack_1_thread']['median_ms']`, measured at "
-        "conversion time, not interleaved)."
-    )
 
 
 def positive(kind):
@@ -489,17 +373,6 @@ def parse_args(argv):
         help="time per round and variant; calls that take "
         "longer are timed once (default 0.3)",
     )
-    parser.add_argument(
-        "--calibration-samples",
-        type=positive(int),
-        default=32,
-        help="random samples calibrating the int8 models (default 32)",
-    )
-    parser.add_argument(
-        "--skip-tflite",
-        action="store_true",
-        help="skip the int8 TFLite section",
-    )
     parser.add_argument("--json", help="also write all rows to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -530,8 +403,6 @@ def main(argv=None):
         "rounds": args.rounds,
         "warmup": args.warmup,
         "min_seconds": args.min_seconds,
-        "tflite": not args.skip_tflite,
-        "calibration_samples": args.calibration_samples,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"{platform.platform()}",
         "python": platform.python_version(),
@@ -546,14 +417,8 @@ def main(argv=None):
         f"inference batch {args.batch}, training batch {args.train_batch}; "
         f"median of {args.rounds} interleaved rounds of >= "
         f"{args.min_seconds} s (or one call), after {args.warmup} warm-up "
-        f"calls. TFLite: "
-        + (
-            f"int8 phone target, {args.calibration_samples} random "
-            "calibration samples."
-            if not args.skip_tflite
-            else "skipped."
-        )
-        + f"\nMachine: {settings['machine']}, Python {settings['python']}.",
+        f"calls.\nMachine: {settings['machine']}, "
+        f"Python {settings['python']}.",
         flush=True,
     )
 
@@ -565,31 +430,16 @@ def main(argv=None):
         "rounds",
         "warmup",
         "min_seconds",
-        "calibration_samples",
     ):
         worker_args += [
             f"--{option.replace('_', '-')}",
             str(getattr(args, option)),
         ]
-    if args.skip_tflite:
-        worker_args.append("--skip-tflite")
     results = {"settings": settings, "inference": {}, "training": {}}
-    print(
-        "running size"
-        + ("" if args.skip_tflite else " and int8 TFLite")
-        + " (tensorflow backend) ...",
-        flush=True,
-    )
+    print("running size (tensorflow backend) ...", flush=True)
     static = run_worker(__file__, "static", "tensorflow", worker_args)
     results["size"] = add_ratios(
         static["size"], ("params", "trainable", "macs")
-    )
-    results["tflite"] = (
-        None
-        if args.skip_tflite
-        else add_ratios(
-            static["tflite"], ("size_bytes", "ms", "report_median_ms")
-        )
     )
     for run in args.backends:
         print(f"timing {run} ...", flush=True)
@@ -614,8 +464,6 @@ def main(argv=None):
             rows,
             "step",
         )
-    if results["tflite"] is not None:
-        print_tflite(results["tflite"])
     print(f"\nTotal {results['wall_seconds'] / 60:.1f} min.")
     if args.json:
         write_json(args.json, results)

@@ -1,0 +1,229 @@
+"""GroupNL models converted for phones and microcontrollers, against plain.
+
+Every GroupNL model is converted with `keras_groupnl.converters.convert(...,
+compare_with=<the plain model from the same builder>)`, so both are
+converted the same way and measured in one run, latencies interleaved:
+
+- phone: LiteRT with XNNPACK, 1 thread, batch 1: latency, file size and
+  XNNPACK partitions, for ResNet-18 (64x64, dense r = 2 and 4, sparse),
+  ResNet-8 (32x32, dense r = 2) and MobileNetV3-Small (64x64, sparse);
+- mcu: TensorFlow Lite Micro: file size (NLF tables / weights / other),
+  tensor arena measured in TFLM (activations / bookkeeping) and latency in
+  the TFLM interpreter on this CPU (reference kernels: a proxy for an MCU),
+  for ResNet-8 (MLPerf Tiny, 32x32x3) dense r = 2 and 4, sparse r = 2.
+
+Weights are freshly initialised and the data random (uniform over the input
+range): enough for size, memory and latency, not for accuracy; the
+Fashion-MNIST example measures int8 accuracy on real data.
+
+    python benchmarks/deploy_benchmark.py                 # both, ~10 min
+    python benchmarks/deploy_benchmark.py --target mcu    # ~2 min
+    python benchmarks/deploy_benchmark.py --json runs/deploy.json
+
+Run it on an otherwise idle machine: latency ratios are interleaved, but a
+busy machine still adds noise.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from backend_runs import write_json  # noqa: E402
+from tables import markdown  # noqa: E402
+from tables import ratio  # noqa: E402
+
+# (title, application, image size, conv_type, reduction ratio) per case.
+CASES = {
+    "phone": [
+        ("ResNet-18", "GroupNLResNet18", 64, "dense", 2),
+        ("ResNet-18", "GroupNLResNet18", 64, "dense", 4),
+        ("ResNet-18", "GroupNLResNet18", 64, "sparse", 2),
+        ("ResNet-8", "GroupNLResNet8", 32, "dense", 2),
+        ("MobileNetV3-Small", "GroupNLMobileNetV3Small", 64, "sparse", 2),
+    ],
+    "mcu": [
+        ("ResNet-8", "GroupNLResNet8", 32, "dense", 2),
+        ("ResNet-8", "GroupNLResNet8", 32, "sparse", 2),
+        ("ResNet-8", "GroupNLResNet8", 32, "dense", 4),
+    ],
+}
+CLASSES = 10
+
+
+def build(function_name, size, conv_type, reduction_ratio):
+    import keras
+
+    from keras_groupnl import applications
+
+    keras.utils.set_random_seed(0)
+    kwargs = dict(input_shape=(size, size, 3), classes=CLASSES)
+    if conv_type != "plain":
+        kwargs.update(reduction_ratio=reduction_ratio, seed=0)
+    return getattr(applications, function_name)(conv_type=conv_type, **kwargs)
+
+
+def measure(target, case, samples):
+    """Converts one GroupNL case with its plain twin; a result row."""
+    import numpy as np
+
+    from keras_groupnl import converters
+
+    title, function_name, size, conv_type, r = case
+    model = build(function_name, size, conv_type, r)
+    plain = build(function_name, size, "plain", r)
+    # ResNets take [0, 1]-scaled inputs here; MobileNetV3 rescales [0, 255].
+    high = 255.0 if "MobileNet" in function_name else 1.0
+    x = np.random.default_rng(3).uniform(0, high, (samples, size, size, 3))
+    with tempfile.TemporaryDirectory() as out:
+        report = converters.convert(
+            model,
+            target,
+            x.astype("float32"),
+            out,
+            compare_with=plain,
+            calibration_samples=samples,
+            verification_samples=min(8, samples),
+            verbose=0,
+        ).report
+    return {
+        "target": target,
+        "model": title,
+        "input": f"{size}x{size}x3",
+        "variant": f"{conv_type} r={r}",
+        "params": report.params,
+        "plain_params": report.comparison.params,
+        "report": report.to_dict(),
+    }
+
+
+def phone_table(rows):
+    body = []
+    for row in rows:
+        rep, twin = row["report"], row["report"]["comparison"]
+        body.append(
+            [
+                row["model"],
+                row["input"],
+                row["variant"],
+                f"{rep['latency']['litert']['median_ms']:.3f}",
+                f"{twin['latency']['litert']['median_ms']:.3f}",
+                ratio(twin["ratios"]["latency_litert"]),
+                f"{rep['sizes']['file']:,}",
+                ratio(twin["ratios"]["file"]),
+                f"{rep['delegation']['partitions']} / "
+                f"{twin['delegation']['partitions']}",
+            ]
+        )
+    return markdown(
+        [
+            "model",
+            "input",
+            "GroupNL",
+            "ms",
+            "plain ms",
+            "latency",
+            "bytes",
+            "size",
+            "XNNPACK partitions (GroupNL / plain)",
+        ],
+        body,
+        align="lll" + "r" * 6,
+    )
+
+
+def mcu_table(rows):
+    body = []
+    for row in rows:
+        rep, twin = row["report"], row["report"]["comparison"]
+        sizes, arena = rep["sizes"], rep["arena"]
+        body.append(
+            [
+                row["model"],
+                row["variant"],
+                f"{sizes['file']:,} ({sizes['tables']:,} / {sizes['weights']:,}"
+                f" / {sizes['other']:,})",
+                f"{twin['sizes']['file']:,}",
+                ratio(twin["ratios"]["file"]),
+                f"{arena['arena_bytes']:,} ({arena['activation_bytes']:,} / "
+                f"{arena['bookkeeping_bytes']:,})",
+                f"{twin['arena']['arena_bytes']:,} "
+                f"({twin['arena']['activation_bytes']:,} / "
+                f"{twin['arena']['bookkeeping_bytes']:,})",
+                ratio(twin["ratios"]["arena"]),
+                ratio(twin["ratios"]["latency_tflm"]),
+            ]
+        )
+    return markdown(
+        [
+            "model",
+            "GroupNL",
+            "file B (tables / weights / other)",
+            "plain file B",
+            "file",
+            "arena B (activations / bookkeeping)",
+            "plain arena B",
+            "arena",
+            "TFLM latency",
+        ],
+        body,
+        align="ll" + "r" * 7,
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--target", choices=("phone", "mcu", "both"), default="both"
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=32,
+        help="calibration samples (default 32)",
+    )
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args(argv)
+    if args.samples <= 0:
+        parser.error("--samples must be positive")
+    targets = ["phone", "mcu"] if args.target == "both" else [args.target]
+    results = {}
+    for target in targets:
+        rows = []
+        for case in CASES[target]:
+            print(
+                f"[deploy_benchmark] {target}: {case[0]} {case[3]} r={case[4]}",
+                flush=True,
+            )
+            rows.append(measure(target, case, args.samples))
+        results[target] = rows
+    if "phone" in results:
+        print(
+            "\n### Phone: LiteRT XNNPACK, 1 thread, batch 1, "
+            "ratios interleaved against plain\n"
+        )
+        print(phone_table(results["phone"]))
+    if "mcu" in results:
+        print(
+            "\n### Microcontroller: TensorFlow Lite Micro, ratios "
+            "against plain\n"
+        )
+        print(mcu_table(results["mcu"]))
+        print(
+            "\nTFLM latency: the tflite-micro Python interpreter on this "
+            "CPU (reference kernels), a proxy for an MCU. Arena: measured "
+            "in TFLM (64-bit host; smaller on a 32-bit MCU)."
+        )
+    if args.json:
+        write_json(args.json, results)
+
+
+if __name__ == "__main__":
+    main()
