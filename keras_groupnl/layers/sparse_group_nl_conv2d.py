@@ -147,25 +147,41 @@ class SparseGroupNLConv2D(BaseGroupNLConv):
         )
 
     def _sum_block_groups(self):
-        """How many conv groups one summation matmul covers.
-
-        The largest divisor of the group count whose block stays at most 32
-        depthwise channels wide: wide enough for an efficient matmul, narrow
-        enough that the 0/1 matrix adds few FLOPs.
-        """
-        groups = self.conv_groups
-        width = (self.in_channels // groups) * (self.seed_channels // groups)
-        best = 1
-        for b in range(1, groups + 1):
-            if groups % b == 0 and b * width <= 32:
-                best = b
-        return best
+        return sum_block_groups(
+            self.conv_groups,
+            self.in_channels // self.conv_groups,
+            self.seed_channels // self.conv_groups,
+        )
 
     def _summation_matrix(self, block_groups):
-        """The 0/1 matrix that sums each group's depthwise channels."""
-        groups = self.conv_groups
-        group_in = self.in_channels // groups
-        multiplier = self.seed_channels // groups
-        block = np.ones((group_in, 1), dtype="float32")
-        per_group = np.kron(block, np.eye(multiplier, dtype=block.dtype))
-        return np.kron(np.eye(block_groups, dtype=block.dtype), per_group)
+        return summation_matrix(
+            block_groups,
+            self.in_channels // self.conv_groups,
+            self.seed_channels // self.conv_groups,
+        )
+
+
+def sum_block_groups(groups, group_in, multiplier, max_width=32):
+    """How many conv groups one summation matmul covers.
+
+    The grouped seed conv runs as a depthwise conv (multiplier
+    `multiplier`) whose outputs are summed over each group's `group_in`
+    input channels; one summation covers the largest divisor of `groups`
+    whose block stays at most `max_width` depthwise channels wide: wide
+    enough for an efficient matmul, narrow enough that the 0/1 matrix adds
+    few FLOPs.
+    """
+    width = group_in * multiplier
+    best = 1
+    for b in range(1, groups + 1):
+        if groups % b == 0 and b * width <= max_width:
+            best = b
+    return best
+
+
+def summation_matrix(block_groups, group_in, multiplier):
+    """The 0/1 matrix that sums each group's depthwise channels, for a
+    block of `block_groups` groups."""
+    block = np.ones((group_in, 1), dtype="float32")
+    per_group = np.kron(block, np.eye(multiplier, dtype=block.dtype))
+    return np.kron(np.eye(block_groups, dtype=block.dtype), per_group)
