@@ -50,6 +50,7 @@ import platform
 import sys
 import time
 
+import tables
 from backend_runs import report_progress
 from backend_runs import report_rows
 from backend_runs import run_worker
@@ -193,33 +194,37 @@ def worker(mode, shapes, layers, batch, rounds, min_seconds):
 
 def add_ratios(rows):
     base = {r["shape"]: r for r in rows if r["layer"] == BASELINE}
-    for r in rows:
-        ref = base.get(r["shape"])
-        for field in ("params", "macs", "ms"):
-            r[f"{field}_ratio"] = (
-                r[field] / ref[field] if ref and ref[field] else None
-            )
-    return rows
-
-
-def _ratio(value):
-    return "n/a" if value is None else f"{value:.2f}x"
+    return tables.add_ratios(
+        rows, ("params", "macs", "ms"), lambda r: base.get(r["shape"])
+    )
 
 
 def print_table(title, rows):
     print(f"\n### {title}\n")
-    print(
-        "| shape | layer | params | ratio | MACs / image | ratio "
-        "| ms / batch | ratio |"
-    )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['shape']} | {r['layer']} | {r['params']:,} "
-            f"| {_ratio(r['params_ratio'])} | {r['macs']:,} "
-            f"| {_ratio(r['macs_ratio'])} | {r['ms']:.3f} "
-            f"| {_ratio(r['ms_ratio'])} |"
-        )
+    body = [
+        [
+            r["shape"],
+            r["layer"],
+            f"{r['params']:,}",
+            tables.ratio(r["params_ratio"]),
+            f"{r['macs']:,}",
+            tables.ratio(r["macs_ratio"]),
+            f"{r['ms']:.3f}",
+            tables.ratio(r["ms_ratio"]),
+        ]
+        for r in rows
+    ]
+    headers = [
+        "shape",
+        "layer",
+        "params",
+        "ratio",
+        "MACs / image",
+        "ratio",
+        "ms / batch",
+        "ratio",
+    ]
+    print(tables.markdown(headers, body))
 
 
 def main(argv=None):

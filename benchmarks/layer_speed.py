@@ -30,6 +30,7 @@ and without XLA (`jit_compile`), JAX `jax.jit` (always XLA), torch eager under
 import argparse
 import sys
 
+import tables
 from backend_runs import report_rows
 from backend_runs import run_worker
 from backend_runs import write_json
@@ -153,14 +154,18 @@ def add_ratios(rows):
 
 def print_table(title, rows):
     print(f"\n### {title}\n")
-    print("| shape | layer | ms / batch | ratio | vs |")
-    print("|---|---|---:|---:|---|")
-    for r in rows:
-        ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "1.00x"
-        vs = r["vs"] or "(baseline)"
-        print(
-            f"| {r['shape']} | {r['layer']} | {r['ms']:.2f} | {ratio} | {vs} |"
-        )
+    body = [
+        [
+            r["shape"],
+            r["layer"],
+            f"{r['ms']:.2f}",
+            "1.00x" if r["ratio"] is None else tables.ratio(r["ratio"]),
+            r["vs"] or "(baseline)",
+        ]
+        for r in rows
+    ]
+    headers = ["shape", "layer", "ms / batch", "ratio", "vs"]
+    print(tables.markdown(headers, body, align="llrrl"))
 
 
 def main(argv=None):

@@ -51,6 +51,7 @@ import platform
 import sys
 import time
 
+import tables
 from backend_runs import report_progress as progress
 from backend_runs import report_rows
 from backend_runs import run_worker
@@ -246,19 +247,7 @@ def static_worker(args):
 def add_ratios(rows, fields):
     """Adds `<field>_ratio` (to the plain variant of the same model)."""
     plain = {r["model"]: r for r in rows if r["variant"] == "plain"}
-    for r in rows:
-        base = plain.get(r["model"])
-        for field in fields:
-            value = r.get(field)
-            ref = None if base is None else base.get(field)
-            r[f"{field}_ratio"] = (
-                value / ref if value is not None and ref else None
-            )
-    return rows
-
-
-def _ratio(value):
-    return "n/a" if value is None else f"{value:.2f}x"
+    return tables.add_ratios(rows, fields, lambda r: plain.get(r["model"]))
 
 
 def _name(r):
@@ -267,41 +256,56 @@ def _name(r):
 
 def print_size(rows):
     print("\n### Size\n")
-    print(
-        "| model | input | variant | params (total) | trainable | ratio "
-        "| MACs / image | ratio |"
-    )
-    print("|---|---|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        shape = "x".join(str(d) for d in r["input"])
-        print(
-            f"| {_name(r)} | {shape} | {r['variant']} | {r['params']:,} "
-            f"| {r['trainable']:,} | {_ratio(r['trainable_ratio'])} "
-            f"| {r['macs']:,} | {_ratio(r['macs_ratio'])} |"
-        )
+    body = [
+        [
+            _name(r),
+            "x".join(str(d) for d in r["input"]),
+            r["variant"],
+            f"{r['params']:,}",
+            f"{r['trainable']:,}",
+            tables.ratio(r["trainable_ratio"]),
+            f"{r['macs']:,}",
+            tables.ratio(r["macs_ratio"]),
+        ]
+        for r in rows
+    ]
+    headers = [
+        "model",
+        "input",
+        "variant",
+        "params (total)",
+        "trainable",
+        "ratio",
+        "MACs / image",
+        "ratio",
+    ]
+    print(tables.markdown(headers, body, align="lll" + "r" * 5))
     print(
         "\nRatios: trainable parameters and MACs against the plain model. "
         "Total parameters include BatchNormalization statistics and the "
         "frozen NLF values. MACs (keras_groupnl.analysis.count_macs): conv "
-        "and dense layers, GroupNL layers by "
-        "their seed conv."
+        "and dense layers, GroupNL layers by their seed conv."
     )
 
 
 def print_timing(title, rows, unit):
     print(f"\n### {title}\n")
-    print(f"| model | variant | ms / {unit} | ratio to plain |")
-    print("|---|---|---:|---:|")
-    for r in rows:
-        if "error" in r:
-            print(
-                f"| {_name(r)} | {r['variant']} | failed: {r['error'][:80]} | |"
-            )
-            continue
-        print(
-            f"| {_name(r)} | {r['variant']} | {r['ms']:.2f} "
-            f"| {_ratio(r['ms_ratio'])} |"
+    body = [
+        [_name(r), r["variant"], f"failed: {r['error'][:80]}", ""]
+        if "error" in r
+        else [
+            _name(r),
+            r["variant"],
+            f"{r['ms']:.2f}",
+            tables.ratio(r["ms_ratio"]),
+        ]
+        for r in rows
+    ]
+    print(
+        tables.markdown(
+            ["model", "variant", f"ms / {unit}", "ratio to plain"], body
         )
+    )
 
 
 def positive(kind):
