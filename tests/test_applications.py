@@ -19,6 +19,7 @@ from keras_groupnl.applications import mobilenet_v3
 from keras_groupnl.applications import resnet
 from keras_groupnl.layers import GroupNLConv2D
 from keras_groupnl.layers import SparseGroupNLConv2D
+from tests.support.application_contract import run_application_contract
 
 GROUPNL_LAYERS = (GroupNLConv2D, SparseGroupNLConv2D)
 
@@ -768,3 +769,32 @@ def test_trained_model_loads_on_another_backend(fashion, tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+# ---------------------------------------------------------------------------
+# The whole application contract, through the one entry point.
+
+
+@pytest.mark.parametrize(
+    "key,kwargs,numeric",
+    [
+        ("resnet8", dict(conv_type="dense"), True),
+        ("resnet8", dict(conv_type="sparse", reduction_ratio=4), True),
+        ("resnet18", dict(conv_type="dense"), False),
+        ("resnet50", dict(conv_type="sparse"), False),
+        ("mobilenet_v3_small", dict(), True),
+        ("efficientnet_es", dict(), False),
+    ],
+    ids=[
+        "resnet8",
+        "resnet8_sparse_r4",
+        "resnet18",
+        "resnet50_sparse",
+        "mobilenet_v3_small",
+        "efficientnet_es",
+    ],
+)
+def test_application_contract(key, kwargs, numeric, tmp_path):
+    run_application_contract(
+        MODELS[key][0], (32, 32, 3), 5, tmp_path, numeric=numeric, **kwargs
+    )

@@ -10,12 +10,12 @@ import os
 import subprocess
 import sys
 
-import cross_backend_worker as worker
 import keras
 import numpy as np
 import pytest
 
 import keras_groupnl
+from tests.support import cross_backend_worker as worker
 
 BACKENDS = ("tensorflow", "jax", "torch")
 OTHER_BACKENDS = [b for b in BACKENDS if b != keras.backend.backend()]

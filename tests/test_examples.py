@@ -67,5 +67,11 @@ def test_end_to_end_run_writes_a_consistent_report(tmp_path):
         assert 0.0 <= figures["top1_agreement"] <= 1.0
         assert figures["size_ratio"] < 1.0  # GroupNL is smaller, both ways.
     report = (out / "report.md").read_text()
+    # A short run does not speak for the method: it says so, and shows the
+    # converged study's figures when they are committed.
+    assert "This run's recipe is not converged" in report
+    if os.path.exists(example.STUDY_RESULTS):
+        assert "Claim 'GroupNL within 0.5 point of plain" in report
+        assert saved["converged_study"]["variant"] == "dense_r2"
     assert "Clean accuracy: 200 test images" in report
     assert "groupnl" in report

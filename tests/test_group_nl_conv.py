@@ -12,11 +12,12 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
-from numpy_reference import conv2d as reference_conv2d
-from numpy_reference import groupnl_reference
 
 from keras_groupnl.layers import GroupNLConv2D
 from keras_groupnl.layers import SparseGroupNLConv2D
+from tests.support.layer_contract import run_layer_contract
+from tests.support.numpy_reference import conv2d as reference_conv2d
+from tests.support.numpy_reference import groupnl_reference
 
 LAYERS = [GroupNLConv2D, SparseGroupNLConv2D]
 LAYER_IDS = ["dense", "sparse"]
@@ -1125,4 +1126,53 @@ def test_seed_none_follows_keras_global_seed(cls):
     other.build((None, 8, 8, 16))
     assert not np.array_equal(
         keras.ops.convert_to_numpy(other.nlf_period), first[0]
+    )
+
+
+# --------------------------------------------------------------------------
+# The whole layer contract, through the one entry point.
+# --------------------------------------------------------------------------
+
+CONTRACT_CASES = {
+    "defaults": (dict(filters=8, kernel_size=3, seed=0), (2, 7, 7, 6), 1, 2),
+    "bias_shuffle_r3": (
+        dict(
+            filters=12,
+            kernel_size=3,
+            padding="same",
+            reduction_ratio=3,
+            num_groups=2,
+            shuffle=True,
+            use_bias=True,
+            seed=1,
+        ),
+        (2, 6, 6, 6),
+        2,
+        2,
+    ),
+    "strided_trainable_nlf": (
+        dict(filters=8, kernel_size=3, strides=2, trainable_nlf=True, seed=2),
+        (2, 9, 9, 4),
+        3,
+        0,
+    ),
+}
+
+
+@parametrize_layers
+@pytest.mark.parametrize(
+    "kwargs,input_shape,trainable,non_trainable",
+    list(CONTRACT_CASES.values()),
+    ids=list(CONTRACT_CASES),
+)
+def test_layer_contract(
+    cls, kwargs, input_shape, trainable, non_trainable, tmp_path
+):
+    run_layer_contract(
+        cls,
+        kwargs,
+        input_shape,
+        tmp_path,
+        expected_trainable_weights=trainable,
+        expected_non_trainable_weights=non_trainable,
     )

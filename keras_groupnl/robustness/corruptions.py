@@ -75,6 +75,8 @@ import zlib
 
 import numpy as np
 
+from keras_groupnl import _validation
+
 CORRUPTIONS = (
     "gaussian_noise",
     "shot_noise",
@@ -155,11 +157,7 @@ def _check_name(name):
 
 
 def _check_severity(severity):
-    if (
-        isinstance(severity, (bool, np.bool_))
-        or not isinstance(severity, (int, np.integer))
-        or not 1 <= severity <= 5
-    ):
+    if not _validation.is_int(severity) or not 1 <= severity <= 5:
         raise ValueError(
             "`severity` must be an int in 1..5. "
             f"Received: severity={severity!r}"
@@ -168,15 +166,7 @@ def _check_severity(severity):
 
 
 def _check_seed(seed):
-    if (
-        isinstance(seed, (bool, np.bool_))
-        or not isinstance(seed, (int, np.integer))
-        or seed < 0
-    ):
-        raise ValueError(
-            f"`seed` must be a non-negative int. Received: seed={seed!r}"
-        )
-    return int(seed)
+    return _validation.non_negative_int(seed, "seed")
 
 
 def _validate_images(images, batched):

@@ -1,0 +1,2 @@
+"""Test utilities: the layer and application contracts, NumPy references,
+and the cross-backend worker script."""
