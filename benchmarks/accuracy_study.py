@@ -4,7 +4,8 @@ Trains every variant with one recipe and the same seeds (so differences are
 paired), evaluates clean accuracy and accuracy on 9 corruptions x 5
 severities of the whole test set, and writes JSON, a Markdown table and
 plots. Every finished (variant, seed) and every epoch is saved, so the study
-can be stopped (Ctrl-C) and continued by running the same command again.
+can be stopped (Ctrl-C) and continued by running the same command again
+(a run resumes from its last finished epoch).
 
     python benchmarks/accuracy_study.py                  # the full study
     python benchmarks/accuracy_study.py --report-only    # tables and plots
@@ -19,6 +20,7 @@ the same data as an uninterrupted one.
 """
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -223,10 +225,10 @@ class Run:
         self.args = args
         self.name = f"{variant}_seed{seed}"
         self.result_path = os.path.join(args.out, "runs", self.name + ".json")
-        self.ckpt_path = os.path.join(
-            args.out, "checkpoints", self.name + ".keras"
-        )
-        self.state_path = self.ckpt_path + ".json"
+        self.ckpt_dir = os.path.join(args.out, "checkpoints")
+        # The state names the checkpoint it belongs to: a run stopped between
+        # writing the two resumes from the last consistent pair.
+        self.state_path = os.path.join(self.ckpt_dir, self.name + ".json")
 
     def finished(self):
         return os.path.exists(self.result_path)
@@ -236,11 +238,11 @@ class Run:
 
         import keras_groupnl  # noqa: F401  (registers the layers)
 
-        if os.path.exists(self.state_path) and os.path.exists(self.ckpt_path):
+        if os.path.exists(self.state_path):
             state = read_json(self.state_path)
-            if state["settings"] == self.settings():
-                model = keras.saving.load_model(self.ckpt_path)
-                return model, state["history"]
+            path = os.path.join(self.ckpt_dir, state["checkpoint"])
+            if state["settings"] == self.settings() and os.path.exists(path):
+                return keras.saving.load_model(path), state["history"]
         model = build_model(self.variant, self.seed)
         compile_model(model, steps_per_epoch, self.args.epochs)
         return model, []
@@ -284,13 +286,27 @@ class Run:
                     "test_accuracy": accuracy(model, to_input(x_test), y_test),
                 }
             )
-            save_keras(model, self.ckpt_path)
-            write_json(
-                self.state_path,
-                {"settings": self.settings(), "history": history},
-            )
+            self.checkpoint(model, history)
             progbar.add(1, [("test acc", history[-1]["test_accuracy"])])
         return model, history
+
+    def checkpoint(self, model, history):
+        """Saves the model, then the state naming it, then drops the rest."""
+        name = f"{self.name}.epoch{len(history)}.keras"
+        save_keras(model, os.path.join(self.ckpt_dir, name))
+        state = {
+            "settings": self.settings(),
+            "history": history,
+            "checkpoint": name,
+        }
+        write_json(self.state_path, state)
+        self.remove_checkpoints(keep=name)
+
+    def remove_checkpoints(self, keep=None):
+        pattern = os.path.join(self.ckpt_dir, f"{self.name}.epoch*.keras")
+        for path in glob.glob(pattern):
+            if os.path.basename(path) != keep:
+                os.remove(path)
 
     def evaluate(self, model, history, data, corrupted):
         from keras_groupnl.analysis import count_macs
@@ -318,9 +334,9 @@ class Run:
             "corrupted": corrupted_acc,
         }
         write_json(self.result_path, result)
-        for path in (self.ckpt_path, self.state_path):
-            if os.path.exists(path):
-                os.remove(path)
+        self.remove_checkpoints()
+        if os.path.exists(self.state_path):
+            os.remove(self.state_path)
         return result
 
 

@@ -1,0 +1,123 @@
+"""Smoke test of `benchmarks/accuracy_study.py` at a tiny size.
+
+Checks the machinery, not accuracy: a run writes its tables and plots, an
+interrupted run resumes from its last finished epoch, and finished runs are
+not trained again. Runs in the TensorFlow test process only.
+"""
+
+import json
+import os
+import sys
+
+import keras
+import pytest
+
+BENCHMARKS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"
+)
+sys.path.insert(0, BENCHMARKS)
+
+import accuracy_study  # noqa: E402
+import study_report  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the study trains on one backend; its machinery is tested once",
+)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    from keras_groupnl.datasets import load_fashion_mnist
+
+    try:
+        load_fashion_mnist(download=False)
+    except Exception as error:  # noqa: BLE001
+        pytest.skip(f"Fashion-MNIST not available here: {error}")
+    out, results = tmp_path / "out", tmp_path / "results"
+    args = [
+        "--out",
+        str(out),
+        "--results",
+        str(results),
+        "--variants",
+        "plain",
+        "dense_r2",
+        "--seeds",
+        "0",
+        "1",
+        "--epochs",
+        "2",
+        "--train-size",
+        "64",
+        "--test-size",
+        "20",
+    ]
+    return args, out, results
+
+
+def test_interrupted_study_resumes_and_reports(tiny, monkeypatch):
+    args, out, results = tiny
+    saved = {"n": 0}
+    real_save = accuracy_study.save_keras
+
+    def save_then_stop(model, path):
+        real_save(model, path)
+        saved["n"] += 1
+        if saved["n"] in (1, 3):  # Ctrl-C right after saving an epoch.
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(accuracy_study, "save_keras", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        accuracy_study.main(args)
+    # Stopped between saving the checkpoint and the state naming it: the
+    # run restarts from the last consistent pair (none yet), and the stray
+    # checkpoint goes.
+    assert not (out / "checkpoints" / "plain_seed0.json").exists()
+    assert not list(out.glob("**/.*partial*"))
+
+    # Second try: epoch 1 is saved with its state, epoch 2's save stops.
+    with pytest.raises(KeyboardInterrupt):
+        accuracy_study.main(args)
+    state = json.loads((out / "checkpoints" / "plain_seed0.json").read_text())
+    assert len(state["history"]) == 1
+    assert state["checkpoint"] == "plain_seed0.epoch1.keras"
+
+    accuracy_study.main(args)
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == [
+        "dense_r2_seed0.json",
+        "dense_r2_seed1.json",
+        "plain_seed0.json",
+        "plain_seed1.json",
+    ]
+    resumed = json.loads((out / "runs" / "plain_seed0.json").read_text())
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    assert not list((out / "checkpoints").iterdir())
+
+    table = json.loads((results / "results.json").read_text())["variants"]
+    vs = table["dense_r2"]["vs_plain"]
+    assert vs["seeds"] == [0, 1] and vs["clean"]["ci95"] is not None
+    assert len(table["plain"]["per_corruption"]) == 9
+    for name in (
+        "results.md",
+        "accuracy_vs_severity.png",
+        "per_corruption_difference.png",
+        "training_curves.png",
+    ):
+        assert (results / name).is_file(), name
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(accuracy_study.Run, "train", no_training)
+    accuracy_study.main(args)
+
+
+def test_paired_interval_uses_student_t():
+    assert study_report.t_quantile(2) == pytest.approx(4.303, abs=1e-3)
+    assert study_report.t_quantile(10) == pytest.approx(2.228, abs=1e-3)
+    d = study_report.paired([0.91, 0.92, 0.93], [0.90, 0.90, 0.90])
+    assert d["mean"] == pytest.approx(0.02)
+    half = 4.3027 * 0.01 / 3**0.5
+    assert d["ci95"] == pytest.approx([0.02 - half, 0.02 + half], abs=1e-4)
