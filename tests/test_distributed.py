@@ -319,3 +319,48 @@ def test_seed_none_draws_the_same_tables_in_other_processes(engine_run):
     # Another seed, other tables: the comparison can fail.
     other = worker.resnet8_nlf(worker.NLF_SEED + 1)
     assert not any(np.array_equal(other[k], here[k]) for k in here)
+
+
+# ---------------------------------------------------------------------------
+# The recipes of docs/distributed.md, at a tiny size.
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPES = {
+    "jax": ("distributed_jax.py", ["--model-parallel"]),
+    "tensorflow": ("distributed_tensorflow.py", ["--simulate-cpu-devices", 2]),
+    "torch": ("distributed_torch.py", ["--processes", 2]),
+}
+
+
+@pytest.mark.slow
+def test_recipe_trains_saves_and_loads_on_one_device(tmp_path):
+    # This backend's recipe; it checks the reloaded model's outputs itself.
+    from keras_groupnl.datasets import load_fashion_mnist
+
+    try:
+        load_fashion_mnist(download=False)
+    except (OSError, ValueError) as error:
+        pytest.skip(f"Fashion-MNIST not available here: {error}")
+    script, args = RECIPES[BACKEND]
+    if BACKEND == "torch":
+        args = args + ["--port", free_port()]
+    env = subprocess_env()
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    out = tmp_path / "run"
+    command = [sys.executable, os.path.join(ROOT, "examples", script), *args]
+    command += ["--train-size", 256, "--test-size", 64, "--epochs", 1]
+    command += ["--batch-size", 32, "--out", out]
+    run_processes(str(tmp_path), [command], env)
+    assert (out / "groupnl_resnet8.keras").is_file()
+    with open(tmp_path / "process0.log") as f:
+        assert "on one device: test accuracy" in f.read()
+
+
+def test_docs_show_the_recipes_as_they_are():
+    with open(os.path.join(ROOT, "docs", "distributed.md")) as f:
+        docs = f.read()
+    for script, _ in RECIPES.values():
+        with open(os.path.join(ROOT, "examples", script)) as f:
+            code = f.read()
+        block = f"<!-- recipe: examples/{script} -->\n\n```python\n{code}```"
+        assert block in docs, f"docs/distributed.md shows another {script}"
