@@ -15,15 +15,15 @@ configured before the engine starts:
         torch training loop Keras documents, then `model.fit` in the same
         job (which does not average gradients).
 
-Every mode first writes the NLF tables of GroupNLResNet8 built with
-`seed=None` after `keras.utils.set_random_seed(NLF_SEED)`
-(`resnet8_nlf.npz`, `rank<i>_resnet8_nlf.npz` for torch), which the test
-compares with the tables drawn in its own process.
-
-Every mode writes `OUT_DIR/<name>.npz` files that the test compares with
-single-device training in its own process (`train_single`, imported from
-here). The test process imports this module too, so nothing here may touch
-the engine at import time.
+Each mode writes `OUT_DIR/<name>.npz` files (losses and variables after
+training, per-device copies of the NLF tables) and `.keras` files with
+their outputs. JAX and TensorFlow also train on one device here
+(`single.npz`); for torch the test process does it, a third process. Last,
+every mode writes the NLF tables of GroupNLResNet8 built with `seed=None`
+after `keras.utils.set_random_seed(NLF_SEED)` (`resnet8_nlf.npz`,
+`rank<i>_resnet8_nlf.npz` for torch), which the test compares with the
+tables drawn in its own process. The test process imports this module
+too, so nothing here may touch the engine at import time.
 """
 
 import os
@@ -119,14 +119,12 @@ def train_with_keras(model, x, y):
     return losses
 
 
-def train_single(model, x, y):
-    """Single-device training, in whatever process calls it."""
-    return train_with_keras(compile_model(model), x, y)
+def trained(model, x, y):
+    """Compiles and trains `model`; returns its losses and variables.
 
-
-def weights_and_losses(model, x, y):
-    """Single-device training; the losses and every variable afterwards."""
-    losses = train_single(model, x, y)
+    It runs on the devices of the current distribution, if any.
+    """
+    losses = train_with_keras(compile_model(model), x, y)
     return {"losses": np.asarray(losses), **weights(model)}
 
 
@@ -188,7 +186,7 @@ def run_jax(out):
     devices = jax.devices()
     assert len(devices) == 4, devices
     x, y = data()
-    save(out, "single", weights_and_losses(small_model(), x, y))
+    save(out, "single", trained(small_model(), x, y))
 
     mesh = keras.distribution.DeviceMesh(
         (2, 2), ("batch", "model"), keras.distribution.list_devices()
@@ -202,7 +200,7 @@ def run_jax(out):
     for name, distribution in distributions.items():
         with distribution.scope():
             model = small_model()
-            results = weights_and_losses(model, x, y)
+            results = trained(model, x, y)
             results.update(jax_shards(model))
             # Seed maps per device: 8 when replicated, 4 when sharded.
             kernel = model.get_layer("gnl1_conv").kernel.value
@@ -230,7 +228,7 @@ def run_tensorflow(out):
     x, y = resnet_data()
     x = x.astype("float64")
     with tf.device("/cpu:0"):
-        save(out, "single", weights_and_losses(resnet8(False), x, y))
+        save(out, "single", trained(resnet8(False), x, y))
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
     for synchronized in (True, False):
