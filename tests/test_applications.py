@@ -161,6 +161,10 @@ COMMON_BAD = [
     (dict(num_groups=1000), "`num_groups` cannot exceed the number of seed"),
     (dict(seed=-1), "`seed` must be None or a non-negative integer"),
     (dict(groupnl_strided="no"), "`groupnl_strided` must be True or False"),
+    (
+        dict(synchronized_batchnorm="yes"),
+        "`synchronized_batchnorm` must be True or False",
+    ),
     (dict(name=""), "`name` must be None or a non-empty string"),
 ]
 FAMILY_BAD = {
@@ -422,6 +426,77 @@ def test_channels_first_builds_symbolically():
         assert mobile.output.shape == (None, 576)
     finally:
         keras.config.set_image_data_format(previous)
+
+
+# ---------------------------------------------------------------------------
+# synchronized_batchnorm: BatchNormalization(synchronized=True), which Keras
+# offers on TensorFlow only (for tf.distribute strategies).
+
+ON_TENSORFLOW = keras.backend.backend() == "tensorflow"
+# One model per family module.
+SYNC_FAMILIES = ["resnet8", "resnet18", "mobilenet_v3_small", "efficientnet_es"]
+
+
+def _batch_norms(model):
+    layers = [
+        lay
+        for lay in model.layers
+        if isinstance(lay, keras.layers.BatchNormalization)
+    ]
+    assert layers
+    return layers
+
+
+@pytest.mark.skipif(
+    not ON_TENSORFLOW,
+    reason="BatchNormalization(synchronized=True) exists on TensorFlow "
+    "only; the other backends check that it is refused",
+)
+@pytest.mark.parametrize("key", SYNC_FAMILIES)
+def test_synchronized_batchnorm_on_every_batchnorm(key):
+    function = MODELS[key][0]
+    kwargs = dict(input_shape=(32, 32, 3), include_top=False)
+    with keras.StatelessScope(initialize_variables=False):
+        synced = function(synchronized_batchnorm=True, **kwargs)
+        default = function(**kwargs)
+    assert all(lay.synchronized for lay in _batch_norms(synced))
+    assert not any(lay.synchronized for lay in _batch_norms(default))
+    assert [lay.name for lay in synced.layers] == [
+        lay.name for lay in default.layers
+    ]
+
+
+@pytest.mark.skipif(
+    ON_TENSORFLOW, reason="refused on the backends other than TensorFlow"
+)
+@pytest.mark.parametrize("key", SYNC_FAMILIES)
+def test_synchronized_batchnorm_refused_off_tensorflow(key):
+    function = MODELS[key][0]
+    with pytest.raises(ValueError, match="needs the TensorFlow backend"):
+        function(input_shape=(32, 32, 3), synchronized_batchnorm=True)
+
+
+@pytest.mark.skipif(
+    not ON_TENSORFLOW,
+    reason="a synchronized model can only be built on TensorFlow",
+)
+def test_synchronized_weights_load_into_the_default_model(tmp_path):
+    # What docs/distributed.md tells users who move a model trained with
+    # MirroredStrategy to another backend: same variables, same outputs.
+    model = applications.GroupNLResNet8(
+        input_shape=(28, 28, 1), seed=3, synchronized_batchnorm=True
+    )
+    path = str(tmp_path / "synced.keras")
+    model.save(path)
+    restored = applications.GroupNLResNet8(
+        input_shape=(28, 28, 1), weights=path
+    )
+    assert not any(lay.synchronized for lay in _batch_norms(restored))
+    x = np.random.default_rng(3).normal(size=(2, 28, 28, 1)).astype("float32")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(restored(x, training=False)),
+        keras.ops.convert_to_numpy(model(x, training=False)),
+    )
 
 
 # ---------------------------------------------------------------------------

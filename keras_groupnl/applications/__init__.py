@@ -5,7 +5,8 @@ Every model function takes the `keras.applications` arguments
 `classes`, `classifier_activation`, `name`) plus the GroupNL settings
 `conv_type` (`"dense"`, `"sparse"` or `"plain"`: `"plain"` builds the
 standard-conv counterpart with the same builder), `reduction_ratio`,
-`num_groups`, `seed` and `groupnl_strided`. Each family module has its
+`num_groups`, `seed` and `groupnl_strided`, and `synchronized_batchnorm`
+for `tf.distribute` training. Each family module has its
 `preprocess_input`.
 
 - `resnet`: `GroupNLResNet8` (MLPerf Tiny topology), `GroupNLResNet18`,

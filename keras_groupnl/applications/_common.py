@@ -20,6 +20,7 @@ import h5py
 import keras
 import numpy as np
 
+from keras_groupnl import _validation
 from keras_groupnl.layers import GroupNLConv2D
 from keras_groupnl.layers import SparseGroupNLConv2D
 
@@ -532,6 +533,26 @@ def finish(inputs, x, name, weights_path):
     return model
 
 
+def check_synchronized_batchnorm(value):
+    """Checks `synchronized_batchnorm`: a bool, `True` only on TensorFlow.
+
+    Keras' `BatchNormalization(synchronized=True)` reduces the batch
+    statistics across the replicas of a `tf.distribute` strategy and raises
+    on the other backends; saying so here names the model argument.
+    """
+    value = _validation.boolean(value, "synchronized_batchnorm")
+    if value and keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "`synchronized_batchnorm=True` needs the TensorFlow backend: it "
+            "builds `BatchNormalization(synchronized=True)`, which reduces "
+            "batch statistics across `tf.distribute` replicas. JAX's "
+            "`keras.distribution` computes them over the global batch "
+            "already. Received: synchronized_batchnorm=True with the "
+            f"{keras.backend.backend()!r} backend"
+        )
+    return value
+
+
 def check_name(name, default):
     if name is None:
         return default
@@ -603,6 +624,16 @@ Args:
     groupnl_strided: bool, whether convs with stride 2 become GroupNL as
         well; `False` keeps them standard, as in the public reference code.
         Defaults to `True`.
+    synchronized_batchnorm: bool, whether every BatchNormalization layer
+        is `BatchNormalization(synchronized=True)`: under a `tf.distribute`
+        strategy (`MirroredStrategy`, ...) it normalises with the
+        statistics of the global batch, as one device would; with `False`
+        each replica uses those of its own share of the batch. TensorFlow
+        backend only (`True` raises on the others; JAX's
+        `keras.distribution` uses the global batch anyway). A `.keras` file
+        of such a model loads on TensorFlow only; its weights load into the
+        same model built with `False` anywhere. See `docs/distributed.md`.
+        Defaults to `False`.
     name: model name. Defaults to `"{default_name}"`, or
         `"{plain_name}"` with `conv_type="plain"`.
 

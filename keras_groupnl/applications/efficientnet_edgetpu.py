@@ -45,9 +45,13 @@ _DENSE_KERNEL_INITIALIZER = {
 }
 
 
-def _batch_norm(name):
+def _batch_norm(name, synchronized):
     return keras.layers.BatchNormalization(
-        axis=_common.channel_axis(), momentum=0.99, epsilon=1e-3, name=name
+        axis=_common.channel_axis(),
+        momentum=0.99,
+        epsilon=1e-3,
+        synchronized=synchronized,
+        name=name,
     )
 
 
@@ -85,27 +89,27 @@ def _blocks(stages):
     return blocks
 
 
-def _block(x, block, drop_rate, choice):
+def _block(x, block, drop_rate, choice, synchronized):
     prefix, kind, kernel, stride, mid, filters_out, skip = block
     inputs = x
     filters_in = x.shape[_common.channel_axis()]
     if kind == "fused":
         x = _conv(mid, kernel, stride, f"{prefix}expand_conv")(x)
-        x = _batch_norm(f"{prefix}expand_bn")(x)
+        x = _batch_norm(f"{prefix}expand_bn", synchronized)(x)
         x = keras.layers.Activation("relu", name=f"{prefix}expand_activation")(
             x
         )
     else:
         x = _conv(mid, 1, 1, f"{prefix}expand_conv")(x)
-        x = _batch_norm(f"{prefix}expand_bn")(x)
+        x = _batch_norm(f"{prefix}expand_bn", synchronized)(x)
         x = keras.layers.Activation("relu", name=f"{prefix}expand_activation")(
             x
         )
         x = choice.depthwise(mid, kernel, stride, f"{prefix}dwconv")(x)
-        x = _batch_norm(f"{prefix}bn")(x)
+        x = _batch_norm(f"{prefix}bn", synchronized)(x)
         x = keras.layers.Activation("relu", name=f"{prefix}activation")(x)
     x = _conv(filters_out, 1, 1, f"{prefix}project_conv")(x)
-    x = _batch_norm(f"{prefix}project_bn")(x)
+    x = _batch_norm(f"{prefix}project_bn", synchronized)(x)
     if skip and stride == 1 and filters_in == filters_out:
         if drop_rate > 0:
             x = keras.layers.Dropout(
@@ -135,6 +139,7 @@ def _efficientnet_edgetpu(
     num_groups,
     seed,
     groupnl_strided,
+    synchronized_batchnorm,
     name,
 ):
     """Builds an EfficientNet-EdgeTPU model from its stage rows."""
@@ -154,6 +159,9 @@ def _efficientnet_edgetpu(
     )
     include_preprocessing = _common.check_bool(
         include_preprocessing, "include_preprocessing"
+    )
+    synchronized_batchnorm = _common.check_synchronized_batchnorm(
+        synchronized_batchnorm
     )
     stem = _common.resolve_stem(stem, input_shape)
     name = _common.check_name(
@@ -182,12 +190,18 @@ def _efficientnet_edgetpu(
             scale=1.0 / 128.0, offset=-127.0 / 128.0, name="rescaling"
         )(x)
     x = _conv(_STEM_FILTERS, 3, 2 if stem == "imagenet" else 1, "stem_conv")(x)
-    x = _batch_norm("stem_bn")(x)
+    x = _batch_norm("stem_bn", synchronized_batchnorm)(x)
     x = keras.layers.Activation("relu", name="stem_activation")(x)
     for index, block in enumerate(blocks):
-        x = _block(x, block, drop_connect_rate * index / len(blocks), choice)
+        x = _block(
+            x,
+            block,
+            drop_connect_rate * index / len(blocks),
+            choice,
+            synchronized_batchnorm,
+        )
     x = _conv(_TOP_FILTERS, 1, 1, "top_conv")(x)
-    x = _batch_norm("top_bn")(x)
+    x = _batch_norm("top_bn", synchronized_batchnorm)(x)
     x = keras.layers.Activation("relu", name="top_activation")(x)
 
     if include_top:
@@ -268,6 +282,7 @@ def GroupNLEfficientNetES(
     num_groups=4,
     seed=None,
     groupnl_strided=True,
+    synchronized_batchnorm=False,
     name=None,
 ):
     return _efficientnet_edgetpu(
@@ -289,6 +304,7 @@ def GroupNLEfficientNetES(
         num_groups=num_groups,
         seed=seed,
         groupnl_strided=groupnl_strided,
+        synchronized_batchnorm=synchronized_batchnorm,
         name=name,
     )
 

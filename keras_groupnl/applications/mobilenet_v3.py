@@ -70,9 +70,13 @@ def _depth(value, divisor=8, min_value=None):
     return new_value
 
 
-def _batch_norm(name):
+def _batch_norm(name, synchronized):
     return keras.layers.BatchNormalization(
-        axis=_common.channel_axis(), epsilon=1e-3, momentum=0.999, name=name
+        axis=_common.channel_axis(),
+        epsilon=1e-3,
+        momentum=0.999,
+        synchronized=synchronized,
+        name=name,
     )
 
 
@@ -118,7 +122,7 @@ def _prefix(block_id):
     return f"expanded_conv_{block_id}_" if block_id else "expanded_conv_"
 
 
-def _inverted_res_block(x, block, block_id, choice):
+def _inverted_res_block(x, block, block_id, choice, synchronized):
     expansion, filters, kernel, stride, se_ratio, act = block
     shortcut = x
     prefix = _prefix(block_id)
@@ -133,10 +137,10 @@ def _inverted_res_block(x, block, block_id, choice):
             kernel_initializer=_KERNEL_INITIALIZER,
             name=f"{prefix}expand",
         )(x)
-        x = _batch_norm(f"{prefix}expand_bn")(x)
+        x = _batch_norm(f"{prefix}expand_bn", synchronized)(x)
         x = _activation(act, f"{prefix}expand_act")(x)
     x = choice.depthwise(mid, kernel, stride, f"{prefix}depthwise")(x)
-    x = _batch_norm(f"{prefix}depthwise_bn")(x)
+    x = _batch_norm(f"{prefix}depthwise_bn", synchronized)(x)
     x = _activation(act, f"{prefix}depthwise_act")(x)
     if se_ratio:
         x = _se_block(x, mid, se_ratio, prefix)
@@ -148,7 +152,7 @@ def _inverted_res_block(x, block, block_id, choice):
         kernel_initializer=_KERNEL_INITIALIZER,
         name=f"{prefix}project",
     )(x)
-    x = _batch_norm(f"{prefix}project_bn")(x)
+    x = _batch_norm(f"{prefix}project_bn", synchronized)(x)
     if stride == 1 and in_filters == filters:
         x = keras.layers.Add(name=f"{prefix}add")([shortcut, x])
     return x
@@ -174,6 +178,7 @@ def _mobilenet_v3(
     num_groups,
     seed,
     groupnl_strided,
+    synchronized_batchnorm,
     name,
 ):
     """Builds MobileNetV3 `model_type` ("small" or "large")."""
@@ -201,6 +206,9 @@ def _mobilenet_v3(
     dropout_rate = _common.check_rate(dropout_rate, "dropout_rate")
     include_preprocessing = _common.check_bool(
         include_preprocessing, "include_preprocessing"
+    )
+    synchronized_batchnorm = _common.check_synchronized_batchnorm(
+        synchronized_batchnorm
     )
     stem = _common.resolve_stem(stem, input_shape)
     model_id = f"mobilenet_v3_{model_type}"
@@ -240,10 +248,12 @@ def _mobilenet_v3(
         kernel_initializer=_KERNEL_INITIALIZER,
         name="conv",
     )(x)
-    x = _batch_norm("conv_bn")(x)
+    x = _batch_norm("conv_bn", synchronized_batchnorm)(x)
     x = _activation(model_act, "conv_act")(x)
     for block_id, block in enumerate(blocks):
-        x = _inverted_res_block(x, block, block_id, choice)
+        x = _inverted_res_block(
+            x, block, block_id, choice, synchronized_batchnorm
+        )
 
     last_conv_ch = _depth(x.shape[_common.channel_axis()] * 6)
     if alpha > 1.0:
@@ -256,7 +266,7 @@ def _mobilenet_v3(
         kernel_initializer=_KERNEL_INITIALIZER,
         name="conv_1",
     )(x)
-    x = _batch_norm("conv_1_bn")(x)
+    x = _batch_norm("conv_1_bn", synchronized_batchnorm)(x)
     x = _activation(model_act, "conv_1_act")(x)
     if include_top:
         x = _common.global_pool(x, pooling or "avg", keepdims=True)
@@ -373,6 +383,7 @@ def GroupNLMobileNetV3Small(
     num_groups=4,
     seed=None,
     groupnl_strided=True,
+    synchronized_batchnorm=False,
     name=None,
 ):
     return _mobilenet_v3(
@@ -394,6 +405,7 @@ def GroupNLMobileNetV3Small(
         num_groups=num_groups,
         seed=seed,
         groupnl_strided=groupnl_strided,
+        synchronized_batchnorm=synchronized_batchnorm,
         name=name,
     )
 
@@ -416,6 +428,7 @@ def GroupNLMobileNetV3Large(
     num_groups=4,
     seed=None,
     groupnl_strided=True,
+    synchronized_batchnorm=False,
     name=None,
 ):
     return _mobilenet_v3(
@@ -437,6 +450,7 @@ def GroupNLMobileNetV3Large(
         num_groups=num_groups,
         seed=seed,
         groupnl_strided=groupnl_strided,
+        synchronized_batchnorm=synchronized_batchnorm,
         name=name,
     )
 

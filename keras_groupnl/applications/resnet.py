@@ -22,6 +22,7 @@ _Style = collections.namedtuple(
         "bn_momentum",
         "bn_epsilon",
         "dense_initializer",
+        "synchronized_bn",  # BatchNormalization(synchronized=...)
     ],
 )
 
@@ -33,6 +34,7 @@ _IMAGENET_STYLE = _Style(
     bn_momentum=0.9,
     bn_epsilon=1e-5,
     dense_initializer="glorot_uniform",
+    synchronized_bn=False,
 )
 # MLPerf Tiny image classification reference (`resnet_v1_eembc`): convs with
 # biases, projection shortcuts without BatchNormalization, Keras default
@@ -44,6 +46,7 @@ _MLPERF_STYLE = _Style(
     bn_momentum=0.99,
     bn_epsilon=1e-3,
     dense_initializer="he_normal",
+    synchronized_bn=False,
 )
 
 _KERNEL_INITIALIZER = "he_normal"
@@ -73,6 +76,7 @@ def _batch_norm(style, name):
         axis=_common.channel_axis(),
         momentum=style.bn_momentum,
         epsilon=style.bn_epsilon,
+        synchronized=style.synchronized_bn,
         name=name,
     )
 
@@ -170,6 +174,7 @@ def _resnet(
     num_groups,
     seed,
     groupnl_strided,
+    synchronized_batchnorm,
     name,
 ):
     """Builds the ResNet `model_id` (a key of `_STACKS`)."""
@@ -186,6 +191,11 @@ def _resnet(
         classes=classes,
         classifier_activation=classifier_activation,
         default_size=32 if tiny else 224,
+    )
+    style = style._replace(
+        synchronized_bn=_common.check_synchronized_batchnorm(
+            synchronized_batchnorm
+        )
     )
     stem = "mlperf" if tiny else _common.resolve_stem(stem, input_shape)
     name = _common.check_name(
@@ -362,6 +372,7 @@ def GroupNLResNet8(
     num_groups=4,
     seed=None,
     groupnl_strided=True,
+    synchronized_batchnorm=False,
     name=None,
 ):
     return _resnet(
@@ -379,6 +390,7 @@ def GroupNLResNet8(
         num_groups=num_groups,
         seed=seed,
         groupnl_strided=groupnl_strided,
+        synchronized_batchnorm=synchronized_batchnorm,
         name=name,
     )
 
@@ -397,6 +409,7 @@ def GroupNLResNet18(
     num_groups=4,
     seed=None,
     groupnl_strided=True,
+    synchronized_batchnorm=False,
     name=None,
 ):
     return _resnet(
@@ -414,6 +427,7 @@ def GroupNLResNet18(
         num_groups=num_groups,
         seed=seed,
         groupnl_strided=groupnl_strided,
+        synchronized_batchnorm=synchronized_batchnorm,
         name=name,
     )
 
@@ -432,6 +446,7 @@ def GroupNLResNet34(
     num_groups=4,
     seed=None,
     groupnl_strided=True,
+    synchronized_batchnorm=False,
     name=None,
 ):
     return _resnet(
@@ -449,6 +464,7 @@ def GroupNLResNet34(
         num_groups=num_groups,
         seed=seed,
         groupnl_strided=groupnl_strided,
+        synchronized_batchnorm=synchronized_batchnorm,
         name=name,
     )
 
@@ -467,6 +483,7 @@ def GroupNLResNet50(
     num_groups=4,
     seed=None,
     groupnl_strided=True,
+    synchronized_batchnorm=False,
     name=None,
 ):
     return _resnet(
@@ -484,6 +501,7 @@ def GroupNLResNet50(
         num_groups=num_groups,
         seed=seed,
         groupnl_strided=groupnl_strided,
+        synchronized_batchnorm=synchronized_batchnorm,
         name=name,
     )
 
@@ -502,6 +520,7 @@ def GroupNLResNet101(
     num_groups=4,
     seed=None,
     groupnl_strided=True,
+    synchronized_batchnorm=False,
     name=None,
 ):
     return _resnet(
@@ -519,6 +538,7 @@ def GroupNLResNet101(
         num_groups=num_groups,
         seed=seed,
         groupnl_strided=groupnl_strided,
+        synchronized_batchnorm=synchronized_batchnorm,
         name=name,
     )
 
@@ -537,6 +557,7 @@ def GroupNLResNet152(
     num_groups=4,
     seed=None,
     groupnl_strided=True,
+    synchronized_batchnorm=False,
     name=None,
 ):
     return _resnet(
@@ -554,6 +575,7 @@ def GroupNLResNet152(
         num_groups=num_groups,
         seed=seed,
         groupnl_strided=groupnl_strided,
+        synchronized_batchnorm=synchronized_batchnorm,
         name=name,
     )
 
