@@ -26,12 +26,12 @@ import socket
 import subprocess
 import sys
 
-import distributed_worker as worker
 import keras
 import numpy as np
 import pytest
 
 import keras_groupnl
+from tests.support import distributed_worker as worker
 
 BACKEND = keras.backend.backend()
 TIMEOUT_S = 600
