@@ -19,7 +19,7 @@ for `tf.distribute` training. Each family module has its
 from keras_groupnl.applications import efficientnet_edgetpu
 from keras_groupnl.applications import mobilenet_v3
 from keras_groupnl.applications import resnet
-from keras_groupnl.applications._common import CONV_TYPES
+from keras_groupnl.applications._conv_choice import CONV_TYPES
 from keras_groupnl.applications.efficientnet_edgetpu import (
     GroupNLEfficientNetES,
 )

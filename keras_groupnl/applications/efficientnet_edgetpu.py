@@ -9,7 +9,11 @@ squeeze-excite, ReLU throughout, and a 1280-channel head.
 
 import keras
 
-from keras_groupnl.applications import _common
+from keras_groupnl import _validation
+from keras_groupnl.applications import _arguments
+from keras_groupnl.applications import _assembly
+from keras_groupnl.applications import _conv_choice
+from keras_groupnl.applications import _docstring
 
 # Stack description, one row per stage:
 # (kind, repeats, kernel, stride, expand ratio, input filters, output filters,
@@ -47,7 +51,7 @@ _DENSE_KERNEL_INITIALIZER = {
 
 def _batch_norm(name, synchronized):
     return keras.layers.BatchNormalization(
-        axis=_common.channel_axis(),
+        axis=_assembly.channel_axis(),
         momentum=0.99,
         epsilon=1e-3,
         synchronized=synchronized,
@@ -92,7 +96,7 @@ def _blocks(stages):
 def _block(x, block, drop_rate, choice, synchronized):
     prefix, kind, kernel, stride, mid, filters_out, skip = block
     inputs = x
-    filters_in = x.shape[_common.channel_axis()]
+    filters_in = x.shape[_assembly.channel_axis()]
     if kind == "fused":
         x = _conv(mid, kernel, stride, f"{prefix}expand_conv")(x)
         x = _batch_norm(f"{prefix}expand_bn", synchronized)(x)
@@ -133,17 +137,17 @@ def _efficientnet_edgetpu(
     dropout_rate,
     drop_connect_rate,
     include_preprocessing,
-    stem,
-    conv_type,
-    reduction_ratio,
-    num_groups,
-    seed,
-    groupnl_strided,
-    synchronized_batchnorm,
     name,
+    stem="auto",
+    conv_type="sparse",
+    reduction_ratio=2,
+    num_groups=4,
+    seed=None,
+    groupnl_strided=True,
+    synchronized_batchnorm=False,
 ):
     """Builds an EfficientNet-EdgeTPU model from its stage rows."""
-    weights_path, input_shape = _common.validate_common(
+    weights_path, input_shape = _arguments.validate_common(
         include_top=include_top,
         weights=weights,
         input_tensor=input_tensor,
@@ -153,21 +157,21 @@ def _efficientnet_edgetpu(
         classifier_activation=classifier_activation,
         default_size=224,
     )
-    dropout_rate = _common.check_rate(dropout_rate, "dropout_rate")
-    drop_connect_rate = _common.check_rate(
+    dropout_rate = _arguments.check_rate(dropout_rate, "dropout_rate")
+    drop_connect_rate = _arguments.check_rate(
         drop_connect_rate, "drop_connect_rate"
     )
-    include_preprocessing = _common.check_bool(
+    include_preprocessing = _validation.boolean(
         include_preprocessing, "include_preprocessing"
     )
-    synchronized_batchnorm = _common.check_synchronized_batchnorm(
+    synchronized_batchnorm = _arguments.check_synchronized_batchnorm(
         synchronized_batchnorm
     )
-    stem = _common.resolve_stem(stem, input_shape)
-    name = _common.check_name(
+    stem = _arguments.resolve_stem(stem, input_shape)
+    name = _arguments.check_name(
         name, model_id if conv_type == "plain" else f"groupnl_{model_id}"
     )
-    choice = _common.ConvChoice(
+    choice = _conv_choice.ConvChoice(
         conv_type,
         reduction_ratio,
         num_groups,
@@ -183,7 +187,7 @@ def _efficientnet_edgetpu(
         if kind == "mbconv"
     )
 
-    inputs, x = _common.make_input(input_tensor, input_shape)
+    inputs, x = _assembly.make_input(input_tensor, input_shape)
     if include_preprocessing:
         # The reference normalises with mean 127 and standard deviation 128.
         x = keras.layers.Rescaling(
@@ -205,7 +209,7 @@ def _efficientnet_edgetpu(
     x = keras.layers.Activation("relu", name="top_activation")(x)
 
     if include_top:
-        x = _common.global_pool(x, pooling or "avg")
+        x = _assembly.global_pool(x, pooling or "avg")
         if dropout_rate > 0:
             x = keras.layers.Dropout(dropout_rate, name="top_dropout")(x)
         x = keras.layers.Dense(
@@ -215,8 +219,8 @@ def _efficientnet_edgetpu(
             name="predictions",
         )(x)
     elif pooling is not None:
-        x = _common.global_pool(x, pooling)
-    return _common.finish(inputs, x, name, weights_path)
+        x = _assembly.global_pool(x, pooling)
+    return _assembly.finish(inputs, x, name, weights_path)
 
 
 _GROUPNL_CONVS = """\
@@ -276,14 +280,8 @@ def GroupNLEfficientNetES(
     dropout_rate=0.2,
     drop_connect_rate=0.2,
     include_preprocessing=True,
-    stem="auto",
-    conv_type="sparse",
-    reduction_ratio=2,
-    num_groups=4,
-    seed=None,
-    groupnl_strided=True,
-    synchronized_batchnorm=False,
     name=None,
+    **kwargs,
 ):
     return _efficientnet_edgetpu(
         "efficientnet_es",
@@ -298,18 +296,12 @@ def GroupNLEfficientNetES(
         dropout_rate=dropout_rate,
         drop_connect_rate=drop_connect_rate,
         include_preprocessing=include_preprocessing,
-        stem=stem,
-        conv_type=conv_type,
-        reduction_ratio=reduction_ratio,
-        num_groups=num_groups,
-        seed=seed,
-        groupnl_strided=groupnl_strided,
-        synchronized_batchnorm=synchronized_batchnorm,
         name=name,
+        **kwargs,
     )
 
 
-GroupNLEfficientNetES.__doc__ = _common.BASE_DOCSTRING.format(
+GroupNLEfficientNetES.__doc__ = _docstring.BASE_DOCSTRING.format(
     title="EfficientNet-EdgeTPU-S (EfficientNet-ES)",
     with_groupnl=" with sparse GroupNL convolutions",
     summary=(

@@ -11,7 +11,10 @@ import math
 import keras
 
 from keras_groupnl import _validation
-from keras_groupnl.applications import _common
+from keras_groupnl.applications import _arguments
+from keras_groupnl.applications import _assembly
+from keras_groupnl.applications import _conv_choice
+from keras_groupnl.applications import _docstring
 
 # Stack descriptions, one row per inverted-residual block:
 # (expansion, filters, kernel, stride, squeeze-excite, activation).
@@ -72,7 +75,7 @@ def _depth(value, divisor=8, min_value=None):
 
 def _batch_norm(name, synchronized):
     return keras.layers.BatchNormalization(
-        axis=_common.channel_axis(),
+        axis=_assembly.channel_axis(),
         epsilon=1e-3,
         momentum=0.999,
         synchronized=synchronized,
@@ -126,7 +129,7 @@ def _inverted_res_block(x, block, block_id, choice, synchronized):
     expansion, filters, kernel, stride, se_ratio, act = block
     shortcut = x
     prefix = _prefix(block_id)
-    in_filters = x.shape[_common.channel_axis()]
+    in_filters = x.shape[_assembly.channel_axis()]
     mid = _depth(in_filters * expansion) if block_id else in_filters
     if block_id:
         x = keras.layers.Conv2D(
@@ -172,17 +175,17 @@ def _mobilenet_v3(
     dropout_rate,
     classifier_activation,
     include_preprocessing,
-    stem,
-    conv_type,
-    reduction_ratio,
-    num_groups,
-    seed,
-    groupnl_strided,
-    synchronized_batchnorm,
     name,
+    stem="auto",
+    conv_type="sparse",
+    reduction_ratio=2,
+    num_groups=4,
+    seed=None,
+    groupnl_strided=True,
+    synchronized_batchnorm=False,
 ):
     """Builds MobileNetV3 `model_type` ("small" or "large")."""
-    weights_path, input_shape = _common.validate_common(
+    weights_path, input_shape = _arguments.validate_common(
         include_top=include_top,
         weights=weights,
         input_tensor=input_tensor,
@@ -202,20 +205,20 @@ def _mobilenet_v3(
             "`alpha` must be a positive number (the width multiplier). "
             f"Received: alpha={alpha!r}"
         )
-    minimalistic = _common.check_bool(minimalistic, "minimalistic")
-    dropout_rate = _common.check_rate(dropout_rate, "dropout_rate")
-    include_preprocessing = _common.check_bool(
+    minimalistic = _validation.boolean(minimalistic, "minimalistic")
+    dropout_rate = _arguments.check_rate(dropout_rate, "dropout_rate")
+    include_preprocessing = _validation.boolean(
         include_preprocessing, "include_preprocessing"
     )
-    synchronized_batchnorm = _common.check_synchronized_batchnorm(
+    synchronized_batchnorm = _arguments.check_synchronized_batchnorm(
         synchronized_batchnorm
     )
-    stem = _common.resolve_stem(stem, input_shape)
+    stem = _arguments.resolve_stem(stem, input_shape)
     model_id = f"mobilenet_v3_{model_type}"
-    name = _common.check_name(
+    name = _arguments.check_name(
         name, model_id if conv_type == "plain" else f"groupnl_{model_id}"
     )
-    choice = _common.ConvChoice(
+    choice = _conv_choice.ConvChoice(
         conv_type,
         reduction_ratio,
         num_groups,
@@ -234,7 +237,7 @@ def _mobilenet_v3(
     choice.check_plan(plan)
     model_act = "relu" if minimalistic else "hswish"
 
-    inputs, x = _common.make_input(input_tensor, input_shape)
+    inputs, x = _assembly.make_input(input_tensor, input_shape)
     if include_preprocessing:
         x = keras.layers.Rescaling(
             scale=1.0 / 127.5, offset=-1.0, name="rescaling"
@@ -255,7 +258,7 @@ def _mobilenet_v3(
             x, block, block_id, choice, synchronized_batchnorm
         )
 
-    last_conv_ch = _depth(x.shape[_common.channel_axis()] * 6)
+    last_conv_ch = _depth(x.shape[_assembly.channel_axis()] * 6)
     if alpha > 1.0:
         last_point_ch = _depth(last_point_ch * alpha)
     x = keras.layers.Conv2D(
@@ -269,7 +272,7 @@ def _mobilenet_v3(
     x = _batch_norm("conv_1_bn", synchronized_batchnorm)(x)
     x = _activation(model_act, "conv_1_act")(x)
     if include_top:
-        x = _common.global_pool(x, pooling or "avg", keepdims=True)
+        x = _assembly.global_pool(x, pooling or "avg", keepdims=True)
         x = keras.layers.Conv2D(
             last_point_ch, 1, padding="same", use_bias=True, name="conv_2"
         )(x)
@@ -282,8 +285,8 @@ def _mobilenet_v3(
             x
         )
     elif pooling is not None:
-        x = _common.global_pool(x, pooling)
-    return _common.finish(inputs, x, name, weights_path)
+        x = _assembly.global_pool(x, pooling)
+    return _assembly.finish(inputs, x, name, weights_path)
 
 
 _GROUPNL_CONVS = """\
@@ -337,7 +340,7 @@ _FAMILY_ARGS = """\
 def _doc(model_type):
     title = f"MobileNetV3{model_type.capitalize()}"
     model_id = f"mobilenet_v3_{model_type}"
-    return _common.BASE_DOCSTRING.format(
+    return _docstring.BASE_DOCSTRING.format(
         title=title,
         with_groupnl=" with sparse GroupNL convolutions",
         summary=(
@@ -377,14 +380,8 @@ def GroupNLMobileNetV3Small(
     minimalistic=False,
     dropout_rate=0.2,
     include_preprocessing=True,
-    stem="auto",
-    conv_type="sparse",
-    reduction_ratio=2,
-    num_groups=4,
-    seed=None,
-    groupnl_strided=True,
-    synchronized_batchnorm=False,
     name=None,
+    **kwargs,
 ):
     return _mobilenet_v3(
         "small",
@@ -399,14 +396,8 @@ def GroupNLMobileNetV3Small(
         dropout_rate=dropout_rate,
         classifier_activation=classifier_activation,
         include_preprocessing=include_preprocessing,
-        stem=stem,
-        conv_type=conv_type,
-        reduction_ratio=reduction_ratio,
-        num_groups=num_groups,
-        seed=seed,
-        groupnl_strided=groupnl_strided,
-        synchronized_batchnorm=synchronized_batchnorm,
         name=name,
+        **kwargs,
     )
 
 
@@ -422,14 +413,8 @@ def GroupNLMobileNetV3Large(
     minimalistic=False,
     dropout_rate=0.2,
     include_preprocessing=True,
-    stem="auto",
-    conv_type="sparse",
-    reduction_ratio=2,
-    num_groups=4,
-    seed=None,
-    groupnl_strided=True,
-    synchronized_batchnorm=False,
     name=None,
+    **kwargs,
 ):
     return _mobilenet_v3(
         "large",
@@ -444,14 +429,8 @@ def GroupNLMobileNetV3Large(
         dropout_rate=dropout_rate,
         classifier_activation=classifier_activation,
         include_preprocessing=include_preprocessing,
-        stem=stem,
-        conv_type=conv_type,
-        reduction_ratio=reduction_ratio,
-        num_groups=num_groups,
-        seed=seed,
-        groupnl_strided=groupnl_strided,
-        synchronized_batchnorm=synchronized_batchnorm,
         name=name,
+        **kwargs,
     )
 
 

@@ -10,7 +10,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_groupnl.applications import _common
+from keras_groupnl.applications import _arguments
+from keras_groupnl.applications import _assembly
+from keras_groupnl.applications import _conv_choice
+from keras_groupnl.applications import _docstring
 
 # How a ResNet variant is built, beyond its stack description.
 _Style = collections.namedtuple(
@@ -73,7 +76,7 @@ _STACKS = {
 
 def _batch_norm(style, name):
     return keras.layers.BatchNormalization(
-        axis=_common.channel_axis(),
+        axis=_assembly.channel_axis(),
         momentum=style.bn_momentum,
         epsilon=style.bn_epsilon,
         synchronized=style.synchronized_bn,
@@ -82,7 +85,7 @@ def _batch_norm(style, name):
 
 
 def _shortcut(x, filters, stride, style, name):
-    in_channels = x.shape[_common.channel_axis()]
+    in_channels = x.shape[_assembly.channel_axis()]
     if stride == 1 and in_channels == filters:
         return x
     x = keras.layers.Conv2D(
@@ -160,7 +163,6 @@ def _replaceable_convs(block, stack, stem_filters):
 
 def _resnet(
     model_id,
-    *,
     include_top,
     weights,
     input_tensor,
@@ -168,21 +170,31 @@ def _resnet(
     pooling,
     classes,
     classifier_activation,
-    stem,
-    conv_type,
-    reduction_ratio,
-    num_groups,
-    seed,
-    groupnl_strided,
-    synchronized_batchnorm,
     name,
+    *,
+    stem=None,
+    conv_type="dense",
+    reduction_ratio=2,
+    num_groups=4,
+    seed=None,
+    groupnl_strided=True,
+    synchronized_batchnorm=False,
 ):
-    """Builds the ResNet `model_id` (a key of `_STACKS`)."""
+    """Builds the ResNet `model_id` (a key of `_STACKS`).
+
+    The public functions pass the `keras.applications` arguments; the
+    GroupNL settings arrive as keywords, with these defaults.
+    """
     tiny = model_id == "resnet8"
+    if tiny and stem is not None:
+        raise ValueError(
+            "`stem` does not apply to ResNet-8, which always has the MLPerf "
+            f"Tiny stem. Received: stem={stem!r}"
+        )
     style = _MLPERF_STYLE if tiny else _IMAGENET_STYLE
     block, stack = _STACKS[model_id]
 
-    weights_path, input_shape = _common.validate_common(
+    weights_path, input_shape = _arguments.validate_common(
         include_top=include_top,
         weights=weights,
         input_tensor=input_tensor,
@@ -193,15 +205,19 @@ def _resnet(
         default_size=32 if tiny else 224,
     )
     style = style._replace(
-        synchronized_bn=_common.check_synchronized_batchnorm(
+        synchronized_bn=_arguments.check_synchronized_batchnorm(
             synchronized_batchnorm
         )
     )
-    stem = "mlperf" if tiny else _common.resolve_stem(stem, input_shape)
-    name = _common.check_name(
+    stem = (
+        "mlperf"
+        if tiny
+        else _arguments.resolve_stem(stem or "auto", input_shape)
+    )
+    name = _arguments.check_name(
         name, model_id if conv_type == "plain" else f"groupnl_{model_id}"
     )
-    choice = _common.ConvChoice(
+    choice = _conv_choice.ConvChoice(
         conv_type,
         reduction_ratio,
         num_groups,
@@ -211,7 +227,7 @@ def _resnet(
     )
     choice.check_plan(_replaceable_convs(block, stack, style.stem_filters))
 
-    inputs, x = _common.make_input(input_tensor, input_shape)
+    inputs, x = _assembly.make_input(input_tensor, input_shape)
     stem_kernel, stem_stride = (7, 2) if stem == "imagenet" else (3, 1)
     x = keras.layers.Conv2D(
         style.stem_filters,
@@ -242,7 +258,7 @@ def _resnet(
             )
 
     if include_top:
-        x = _common.global_pool(x, pooling or "avg")
+        x = _assembly.global_pool(x, pooling or "avg")
         x = keras.layers.Dense(
             classes,
             activation=classifier_activation,
@@ -250,8 +266,8 @@ def _resnet(
             name="predictions",
         )(x)
     elif pooling is not None:
-        x = _common.global_pool(x, pooling)
-    return _common.finish(inputs, x, name, weights_path)
+        x = _assembly.global_pool(x, pooling)
+    return _assembly.finish(inputs, x, name, weights_path)
 
 
 _RESNET_GROUPNL_CONVS = """\
@@ -329,7 +345,7 @@ def _doc(model_id, title, summary, small_inputs, stem_arg, classes, size):
         )
     example_input = "(32, 32, 3)" if size == 32 else "(28, 28, 1)"
     function_name = "GroupNL" + title.replace("-", "")
-    return _common.BASE_DOCSTRING.format(
+    return _docstring.BASE_DOCSTRING.format(
         title=title,
         with_groupnl=" with GroupNL convolutions",
         summary=summary,
@@ -367,31 +383,20 @@ def GroupNLResNet8(
     pooling=None,
     classes=10,
     classifier_activation="softmax",
-    conv_type="dense",
-    reduction_ratio=2,
-    num_groups=4,
-    seed=None,
-    groupnl_strided=True,
-    synchronized_batchnorm=False,
     name=None,
+    **kwargs,
 ):
     return _resnet(
         "resnet8",
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        stem=None,
-        conv_type=conv_type,
-        reduction_ratio=reduction_ratio,
-        num_groups=num_groups,
-        seed=seed,
-        groupnl_strided=groupnl_strided,
-        synchronized_batchnorm=synchronized_batchnorm,
-        name=name,
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
     )
 
 
@@ -403,32 +408,20 @@ def GroupNLResNet18(
     pooling=None,
     classes=1000,
     classifier_activation="softmax",
-    stem="auto",
-    conv_type="dense",
-    reduction_ratio=2,
-    num_groups=4,
-    seed=None,
-    groupnl_strided=True,
-    synchronized_batchnorm=False,
     name=None,
+    **kwargs,
 ):
     return _resnet(
         "resnet18",
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        stem=stem,
-        conv_type=conv_type,
-        reduction_ratio=reduction_ratio,
-        num_groups=num_groups,
-        seed=seed,
-        groupnl_strided=groupnl_strided,
-        synchronized_batchnorm=synchronized_batchnorm,
-        name=name,
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
     )
 
 
@@ -440,32 +433,20 @@ def GroupNLResNet34(
     pooling=None,
     classes=1000,
     classifier_activation="softmax",
-    stem="auto",
-    conv_type="dense",
-    reduction_ratio=2,
-    num_groups=4,
-    seed=None,
-    groupnl_strided=True,
-    synchronized_batchnorm=False,
     name=None,
+    **kwargs,
 ):
     return _resnet(
         "resnet34",
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        stem=stem,
-        conv_type=conv_type,
-        reduction_ratio=reduction_ratio,
-        num_groups=num_groups,
-        seed=seed,
-        groupnl_strided=groupnl_strided,
-        synchronized_batchnorm=synchronized_batchnorm,
-        name=name,
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
     )
 
 
@@ -477,32 +458,20 @@ def GroupNLResNet50(
     pooling=None,
     classes=1000,
     classifier_activation="softmax",
-    stem="auto",
-    conv_type="dense",
-    reduction_ratio=2,
-    num_groups=4,
-    seed=None,
-    groupnl_strided=True,
-    synchronized_batchnorm=False,
     name=None,
+    **kwargs,
 ):
     return _resnet(
         "resnet50",
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        stem=stem,
-        conv_type=conv_type,
-        reduction_ratio=reduction_ratio,
-        num_groups=num_groups,
-        seed=seed,
-        groupnl_strided=groupnl_strided,
-        synchronized_batchnorm=synchronized_batchnorm,
-        name=name,
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
     )
 
 
@@ -514,32 +483,20 @@ def GroupNLResNet101(
     pooling=None,
     classes=1000,
     classifier_activation="softmax",
-    stem="auto",
-    conv_type="dense",
-    reduction_ratio=2,
-    num_groups=4,
-    seed=None,
-    groupnl_strided=True,
-    synchronized_batchnorm=False,
     name=None,
+    **kwargs,
 ):
     return _resnet(
         "resnet101",
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        stem=stem,
-        conv_type=conv_type,
-        reduction_ratio=reduction_ratio,
-        num_groups=num_groups,
-        seed=seed,
-        groupnl_strided=groupnl_strided,
-        synchronized_batchnorm=synchronized_batchnorm,
-        name=name,
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
     )
 
 
@@ -551,32 +508,20 @@ def GroupNLResNet152(
     pooling=None,
     classes=1000,
     classifier_activation="softmax",
-    stem="auto",
-    conv_type="dense",
-    reduction_ratio=2,
-    num_groups=4,
-    seed=None,
-    groupnl_strided=True,
-    synchronized_batchnorm=False,
     name=None,
+    **kwargs,
 ):
     return _resnet(
         "resnet152",
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        stem=stem,
-        conv_type=conv_type,
-        reduction_ratio=reduction_ratio,
-        num_groups=num_groups,
-        seed=seed,
-        groupnl_strided=groupnl_strided,
-        synchronized_batchnorm=synchronized_batchnorm,
-        name=name,
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        name,
+        **kwargs,
     )
 
 
