@@ -67,8 +67,9 @@ def _dataset(n, seed=0):
 
 
 def _model(kind, strides, after="bn_relu", **layer_kwargs):
-    """Stem, one GroupNL layer, then `after` ("bn_relu", "bn_relu6", "bn"
-    or "none"), pooling and a dense head; trained a few steps."""
+    """Stem, one GroupNL layer, then `after` ("bn_relu", "bn_relu6",
+    "bn_hard_swish", "bn" or "none"), pooling and a dense head; trained a
+    few steps."""
     keras.utils.set_random_seed(1)
     layer_cls = GroupNLConv2D if kind == "dense" else SparseGroupNLConv2D
     inputs = keras.Input(SHAPE)
@@ -91,6 +92,8 @@ def _model(kind, strides, after="bn_relu", **layer_kwargs):
     if after in ("bn_relu", "bn_relu6"):
         limit = 6.0 if after == "bn_relu6" else None
         x = keras.layers.ReLU(max_value=limit, name="groupnl_relu")(x)
+    if after == "bn_hard_swish":
+        x = keras.layers.Activation("hard_swish", name="groupnl_relu")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = keras.layers.Dense(CLASSES, name="head")(x)
     model = keras.Model(inputs, outputs, name=f"{kind}_s{strides}")
@@ -306,6 +309,7 @@ VARIANTS = {
     "dense_s2_into_pooling": ("dense", 2, "none", {}),
     "sparse_s2_r4_into_pooling": ("sparse", 2, "none", dict(reduction_ratio=4)),
     "sparse_relu6": ("sparse", 1, "bn_relu6", {}),
+    "sparse_s2_hard_swish": ("sparse", 2, "bn_hard_swish", {}),
     "dense_bias_valid": (
         "dense",
         1,
@@ -341,7 +345,10 @@ def test_mcu_layer_variants(variant_models, data, tmp_path, key):
     assert not types & {"FLOAT32", "FLOAT16", "FLOAT64"}
     assert set(ops) <= set(_flatbuffer.TFLM_RESOLVER_METHODS)
     folded = ["groupnl_bn"] if VARIANTS[key][2] != "none" else []
-    folded += ["groupnl_relu"] if "relu" in VARIANTS[key][2] else []
+    after = VARIANTS[key][2]
+    folded += (
+        ["groupnl_relu"] if after.startswith("bn_") and after != "bn" else []
+    )
     assert result.report.groupnl[0].folded_layers == folded
     reference = model.predict(x[:48], verbose=0)
     _check_agreement(reference, _tflm_predict(model_bytes, x[:48]))

@@ -143,9 +143,7 @@ def fold_plan(model):
     readers, calls = _readers(model)
     by_name = {layer.name: layer for layer in model.layers}
     for layer in model.layers:
-        if isinstance(layer, (keras.Sequential, keras.Model)) and hasattr(
-            layer, "layers"
-        ):
+        if isinstance(layer, keras.Model):
             if _is_graph_model(layer):
                 plan.update(fold_plan(layer))
             continue
