@@ -60,20 +60,24 @@ def to_groupnl(
     which convs stayed standard and why.
 
     Warm start (`init="from_conv"`): the seed conv of a GroupNL layer
-    starts from the conv it replaces, so that fine-tuning a trained model
-    starts close to it. It keeps the conv's first `ceil(filters / r)`
-    filters (and their biases): a GroupNL layer puts its seed maps at
-    output channels `0 .. seeds - 1`, and the layers after it, whose
-    weights are kept, read channel `c` as the feature of filter `c`; the
-    first filters keep those channels meaning what the next layers
+    starts from the conv it replaces. It keeps the conv's first
+    `ceil(filters / r)` filters (and their biases): a GroupNL layer puts
+    its seed maps at output channels `0 .. seeds - 1`, and the layers after
+    it, whose weights are kept, read channel `c` as the feature of filter
+    `c`; the first filters keep those channels meaning what the next layers
     expect (normalised across the seed channels). A sparse seed conv keeps
     of each filter the taps on the input channels of its group. A depthwise
     conv's channels are shared out among the seeds of their group, each
     with its own depthwise filter: seed `j` starts as the sum of the
     depthwise outputs of its channels (`r` of them with `reduction_ratio`
     `r`). `init="fresh"` draws the seed kernel from the conv's initializer.
-    Either way, the generated channels are new: accuracy before fine-tuning
-    is below the source model's, and a short fine-tuning recovers it.
+
+    The result is a starting point for fine-tuning, not the same function:
+    the generated channels are new, and the channels after each GroupNL
+    layer are normalised, so a model is usually near chance level before
+    fine-tuning (re-estimating BatchNorm statistics does not change that).
+    Fine-tuned, the warm start beats both the filters of largest norm and
+    a fresh initialisation (measured in `docs/to_groupnl.md`).
 
     Nothing is shared with `model`: every layer of the copy is new (kept
     layers made from their config, weights copied), so training the copy
