@@ -53,7 +53,10 @@ class Rebuild:
             copy = self._sequential(model)
         else:
             copy = keras.models.clone_model(
-                model, clone_function=self._layer, call_function=self._call
+                model,
+                input_tensors=_inputs(model),
+                clone_function=self._layer,
+                call_function=self._call,
             )
         if not model.trainable:
             copy.trainable = False
@@ -108,6 +111,27 @@ class Rebuild:
         if model.compiled:
             copy.compile_from_config(model.get_compile_config())
         return copy
+
+
+def _inputs(model):
+    """New inputs for a Functional model, named as its input layers.
+
+    `clone_model` names new inputs after the input tensors, which renames
+    input layers whose name Keras chose (`input_layer_3`).
+    """
+    names = {
+        id(layer.output): layer.name
+        for layer in model.layers
+        if isinstance(layer, keras.layers.InputLayer)
+    }
+    return keras.tree.map_structure(
+        lambda tensor: keras.Input(
+            batch_shape=tensor.shape,
+            dtype=tensor.dtype,
+            name=names.get(id(tensor), tensor.name),
+        ),
+        model.input,
+    )
 
 
 def _copy_layer(layer):
