@@ -189,8 +189,9 @@ def test_sequential_model(tmp_path):
         ],
         name="seq",
     )
-    model = to_groupnl(source, seed=0)
+    model = to_groupnl(source, seed=0, name="seq_groupnl")
     assert isinstance(model, keras.Sequential)
+    assert model.name == "seq_groupnl"
     _check_copy(source, model, {"conv", "dw"})
     assert [layer.name for layer in model.layers] == [
         "stem",
@@ -417,8 +418,10 @@ def test_settings_reach_the_layers():
         num_groups=2,
         conv_type="sparse",
         seed=7,
+        name="groupnl_cnn",
         return_report=True,
     )
+    assert model.name == "groupnl_cnn" and report.model_name == "small_cnn"
     layers = [model.get_layer(row.path) for row in report.replaced]
     assert [layer.name for layer in layers] == ["body", "down", "dw"]
     assert [layer.seed for layer in layers] == [7, 8, 9]
@@ -539,6 +542,7 @@ def test_top_level_export_is_lazy_and_the_same():
         ({"seed": -1}, "seed"),
         ({"verbose": 1}, "verbose"),
         ({"return_report": "no"}, "return_report"),
+        ({"name": ""}, "name"),
         ({"include": ["body"], "exclude": ["body"]}, "both included and"),
         ({"include": ["bdy"]}, "'bdy', which is no layer.*body"),
         ({"exclude": ["nothing"]}, "'nothing', which is no layer"),

@@ -24,6 +24,7 @@ class Settings:
     exclude: object
     init: str
     seed: object
+    name: object  # None: the source model's name.
     verbose: bool
     return_report: bool
 
@@ -43,6 +44,7 @@ def settings(
     exclude,
     init,
     seed,
+    name,
     verbose,
     return_report,
 ):
@@ -66,6 +68,11 @@ def settings(
                 "A layer cannot be both included and excluded. "
                 f"Received: include and exclude both name {both}"
             )
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(
+            "`name` must be None (the source model's name) or a non-empty "
+            f"string. Received: name={name!r}"
+        )
     return Settings(
         reduction_ratio=reduction_ratio,
         num_groups=_validation.positive_int(num_groups, "num_groups"),
@@ -81,6 +88,7 @@ def settings(
         exclude=exclude,
         init=_validation.one_of(init, "init", INITS),
         seed=_validation.non_negative_int(seed, "seed", allow_none=True),
+        name=name,
         verbose=_validation.boolean(verbose, "verbose"),
         return_report=_validation.boolean(return_report, "return_report"),
     )

@@ -32,9 +32,9 @@ class Rebuild:
         self._after = {}
         self.copies = {}
 
-    def model(self, model):
-        """The copy of `model`, weights of every kept layer copied."""
-        copy = self._copy_model(model)
+    def model(self, model, name=None):
+        """The copy of `model` (named `name`), kept weights copied."""
+        copy = self._copy_model(model, name)
         for source, new in self._kept:
             try:
                 new.set_weights(source.get_weights())
@@ -48,9 +48,9 @@ class Rebuild:
                 ) from None
         return copy
 
-    def _copy_model(self, model):
+    def _copy_model(self, model, name=None):
         if isinstance(model, keras.Sequential):
-            copy = self._sequential(model)
+            copy = self._sequential(model, name or model.name)
         else:
             copy = keras.models.clone_model(
                 model,
@@ -58,6 +58,8 @@ class Rebuild:
                 clone_function=self._layer,
                 call_function=self._call,
             )
+            if name is not None and name != copy.name:
+                copy = _renamed(copy, name)
         if not model.trainable:
             copy.trainable = False
         return copy
@@ -87,7 +89,7 @@ class Rebuild:
         activation = self._after.get(id(layer))
         return outputs if activation is None else activation(outputs)
 
-    def _sequential(self, model):
+    def _sequential(self, model, name):
         try:
             spec = model.inputs[0]
         except (AttributeError, IndexError, TypeError, ValueError):
@@ -107,10 +109,18 @@ class Rebuild:
             layers.append(new)
             if id(new) in self._after:
                 layers.append(self._after[id(new)])
-        copy = keras.Sequential(layers, name=model.name)
+        copy = keras.Sequential(layers, name=name)
         if model.compiled:
             copy.compile_from_config(model.get_compile_config())
         return copy
+
+
+def _renamed(model, name):
+    """The same Functional graph (same layers) under another name."""
+    renamed = keras.Model(model.input, model.output, name=name)
+    if model.compiled:
+        renamed.compile_from_config(model.get_compile_config())
+    return renamed
 
 
 def _inputs(model):

@@ -26,6 +26,7 @@ def to_groupnl(
     exclude=None,
     init="from_conv",
     seed=None,
+    name=None,
     verbose=False,
     return_report=False,
 ):
@@ -121,6 +122,8 @@ def to_groupnl(
             `keras.utils.set_random_seed`. The sinusoids are stored as
             weights, so saving and loading restores them. Defaults to
             `None`.
+        name: `None` or str, the name of the new model. Defaults to `None`
+            (the name of `model`).
         verbose: bool, print the report (`GroupNLReport.summary()`): every
             replaced layer with its parameters and MACs before and after,
             totals, and the convs kept standard. Defaults to `False`.
@@ -159,6 +162,7 @@ def to_groupnl(
         exclude,
         init,
         seed,
+        name,
         verbose,
         return_report,
     )
@@ -223,7 +227,7 @@ def _build(model, replacements, settings):
         new_layers[id(layer)] = made[0]
         return made
 
-    copy = _rebuild.Rebuild(replace).model(model)
+    copy = _rebuild.Rebuild(replace).model(model, settings.name)
     return copy, new_layers
 
 
