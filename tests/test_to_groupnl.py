@@ -9,6 +9,7 @@ TFLite runs in the TensorFlow process only.
 
 import json
 import math
+import os
 
 import keras
 import numpy as np
@@ -713,3 +714,44 @@ def test_converts_to_both_targets(target, tmp_path):
     names = {layer.layer for layer in result.report.groupnl}
     assert names == {"body", "down", "dw"}
     assert result.report.top1_agreement >= 0.8
+
+
+@pytest.mark.slow
+@requires_tf_backend
+def test_example_runs(tmp_path, monkeypatch):
+    pytest.importorskip("ai_edge_litert")
+    from keras_groupnl.datasets import load_fashion_mnist
+
+    try:
+        load_fashion_mnist(download=False)
+    except Exception as error:  # noqa: BLE001
+        pytest.skip(f"Fashion-MNIST not available here: {error}")
+    examples = os.path.join(
+        os.path.dirname(os.path.dirname(__file__)), "examples"
+    )
+    monkeypatch.syspath_prepend(examples)
+    import groupnl_your_model
+
+    results = groupnl_your_model.main(
+        [
+            "--train-size",
+            "256",
+            "--test-size",
+            "128",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert results["groupnl_macs"] < results["plain_macs"]
+    assert results["groupnl_params"] < results["plain_params"]
+    for accuracy in (
+        results["plain"],
+        results["before_finetune"]["from_conv"],
+        results["after_finetune"]["from_conv"],
+    ):
+        assert 0.0 <= accuracy <= 1.0
+    assert len(results["report"].replaced) == 4
+    phone = results["phone"]
+    assert phone.comparison is not None and phone.delegation.partitions == 1
