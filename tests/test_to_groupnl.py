@@ -590,6 +590,19 @@ def test_sparse_without_common_factor_is_kept_or_refused():
         to_groupnl(source, include="dw")
 
 
+def test_conv_with_weights_beyond_kernel_and_bias():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, name="stem")(inputs)
+    x = keras.layers.Conv2D(8, 3, lora_rank=2, name="tuned")(x)
+    source = keras.Model(inputs, x)
+    with pytest.raises(ValueError, match=r"'tuned' has weights.*LoRA.*exclude"):
+        to_groupnl(source)
+    model, report = to_groupnl(source, exclude="tuned", return_report=True)
+    assert report.replaced == ()
+    x = _images(1, (8, 8, 3))
+    np.testing.assert_array_equal(_numpy(model(x)), _numpy(source(x)))
+
+
 class _SubclassedModel(keras.Model):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

@@ -83,13 +83,13 @@ def _reason_to_keep(site, settings):
     )
     reason = _type_reason(layer, settings)
     if reason is None:
-        _check_weights(site)
         if _selected(settings.exclude, site, "exclude"):
             return "excluded"
         if settings.include is not None and not _selected(
             settings.include, site, "include"
         ):
             return "not included"
+        _check_weights(site)
         reason = _rule_reason(site, settings) or _build_reason(site, settings)
     if reason is not None and explicit:
         raise ValueError(
