@@ -23,14 +23,13 @@ from keras_groupnl.retrofit import _sites
 
 
 class Rebuild:
-    """One copy of one model; `copies` maps source layers to new ones."""
+    """One copy of one model, made by `Rebuild(replace).model(model)`."""
 
     def __init__(self, replace):
         self._replace = replace
-        self._cache = {}
-        self._kept = []
-        self._after = {}
-        self.copies = {}
+        self._cache = {}  # id(source layer) -> its new layer.
+        self._kept = []  # (source layer, copy) pairs, for their weights.
+        self._after = {}  # id(new layer) -> the activation called after it.
 
     def model(self, model, name=None):
         """The copy of `model` (named `name`), kept weights copied."""
@@ -80,7 +79,6 @@ class Rebuild:
                 if activation is not None:
                     self._after[id(new)] = activation
         self._cache[id(layer)] = new
-        self.copies[id(layer)] = new
         return new
 
     def _call(self, layer, *args, **kwargs):

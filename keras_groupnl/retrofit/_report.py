@@ -164,7 +164,8 @@ def _kept_lines(kept):
     by_reason = {}
     for conv in kept:
         by_reason.setdefault(conv.reason, []).append(conv.path)
-    lines = [f"Kept standard ({len(kept)} convs):"]
+    plural = "" if len(kept) == 1 else "s"
+    lines = [f"Kept standard ({len(kept)} conv{plural}):"]
     for reason, paths in by_reason.items():
         shown = ", ".join(paths[:4])
         more = f" and {len(paths) - 4} more" if len(paths) > 4 else ""
