@@ -260,6 +260,29 @@ def test_a_nested_stem_is_found():
     ]
 
 
+class _Backbone(keras.Model):
+    """A Functional subclass with its own config, as keras-hub's models."""
+
+    def __init__(self, filters=8, **kwargs):
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.Conv2D(filters, 3, padding="same", name="stem")(inputs)
+        x = keras.layers.Conv2D(filters, 3, padding="same", name="conv")(x)
+        super().__init__(inputs, x, **kwargs)
+        self.filters = filters
+
+    def get_config(self):
+        return {"filters": self.filters, "name": self.name}
+
+
+def test_functional_subclass_becomes_functional():
+    source = _Backbone(name="backbone")
+    model, report = to_groupnl(source, return_report=True)
+    assert [row.path for row in report.replaced] == ["conv"]
+    assert type(model) is not _Backbone and model.name == "backbone"
+    _check_copy(source, model, {"conv"})
+    assert tuple(model.output.shape) == tuple(source.output.shape)
+
+
 def test_copy_shares_nothing_with_the_source():
     source = _small_cnn()
     model = to_groupnl(source)

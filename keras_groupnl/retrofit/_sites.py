@@ -173,6 +173,12 @@ def _layers_in_order(model, fed):
             fed = fed or has_kernel(layer)
         return
     config = model_config(model)
+    if "layers" not in config:
+        # A Functional subclass with its own get_config (a keras-hub
+        # backbone): a plain Functional model over the same graph has the
+        # connectivity.
+        view = keras.Model(model.input, model.output, name=model.name)
+        config = model_config(view)
     by_name = {layer.name: layer for layer in model.layers}
     inputs = set(_history_names(config.get("input_layers")))
     entries = [
