@@ -1,6 +1,7 @@
 """keras-groupnl: GroupNL convolutions, models and converters for Keras 3.
 
-Subpackages load on first use (`keras_groupnl.applications`, ...), so that
+Subpackages load on first use (`keras_groupnl.applications`, ...), and so
+does `keras_groupnl.to_groupnl` (from `keras_groupnl.retrofit`), so that
 `import keras_groupnl.robustness` (NumPy only) and the `keras-groupnl`
 command line start without importing TensorFlow. Keras needs the GroupNL
 layers registered before it can load a saved model that contains them:
@@ -20,20 +21,26 @@ _SUBPACKAGES = (
     "converters",
     "datasets",
     "layers",
+    "retrofit",
     "robustness",
 )
+# Functions exported at the top level: name -> the subpackage defining it.
+_FUNCTIONS = {"to_groupnl": "retrofit"}
 
-__all__ = list(_SUBPACKAGES) + ["__version__"]
+__all__ = list(_SUBPACKAGES) + list(_FUNCTIONS) + ["__version__"]
 
 
 def __getattr__(name):
     if name in _SUBPACKAGES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _FUNCTIONS:
+        module = importlib.import_module(f"{__name__}.{_FUNCTIONS[name]}")
+        return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_SUBPACKAGES))
+    return sorted(list(globals()) + list(_SUBPACKAGES) + list(_FUNCTIONS))
 
 
 if "keras" in sys.modules:
