@@ -14,25 +14,12 @@ import keras
 import numpy as np
 import pytest
 
-import keras_groupnl
 from tests.support import cross_backend_worker as worker
+from tests.support.backend_process import backend_env
 
 BACKENDS = ("tensorflow", "jax", "torch")
 OTHER_BACKENDS = [b for b in BACKENDS if b != keras.backend.backend()]
 TIMEOUT_S = 300
-
-
-def subprocess_env(backend):
-    env = dict(os.environ)
-    env["KERAS_BACKEND"] = backend
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    env["JAX_PLATFORMS"] = "cpu"
-    # The subprocess imports the same keras_groupnl as this process.
-    package_root = os.path.dirname(os.path.dirname(keras_groupnl.__file__))
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (package_root, env.get("PYTHONPATH")) if p
-    )
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +35,7 @@ def saved(tmp_path_factory):
             out,
             subprocess.Popen(
                 [sys.executable, worker.__file__, out, here],
-                env=subprocess_env(backend),
+                env=backend_env(backend),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,

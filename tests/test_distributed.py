@@ -30,8 +30,8 @@ import keras
 import numpy as np
 import pytest
 
-import keras_groupnl
 from tests.support import distributed_worker as worker
+from tests.support.backend_process import backend_env
 
 BACKEND = keras.backend.backend()
 TIMEOUT_S = 600
@@ -47,21 +47,9 @@ def only_on(backend):
     )
 
 
-def subprocess_env():
-    env = dict(os.environ)
-    env["KERAS_BACKEND"] = BACKEND
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    env["JAX_PLATFORMS"] = "cpu"
-    package_root = os.path.dirname(os.path.dirname(keras_groupnl.__file__))
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (package_root, env.get("PYTHONPATH")) if p
-    )
-    return env
-
-
 def run_processes(out, commands, env=None):
     """Runs the commands in parallel; fails with the logs of those that fail."""
-    env = env or subprocess_env()
+    env = env or backend_env(BACKEND)
     procs = []
     for i, command in enumerate(commands):
         log = open(os.path.join(out, f"process{i}.log"), "w")
@@ -344,7 +332,7 @@ def test_recipe_trains_saves_and_loads_on_one_device(tmp_path):
     script, args = RECIPES[BACKEND]
     if BACKEND == "torch":
         args = args + ["--port", free_port()]
-    env = subprocess_env()
+    env = backend_env(BACKEND)
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     out = tmp_path / "run"
     command = [sys.executable, os.path.join(ROOT, "examples", script), *args]
