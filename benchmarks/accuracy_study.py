@@ -368,9 +368,20 @@ def main(argv=None):
         os.path.join(args.out, "runs"),
         args.results,
         list(args.variants),
-        command="python benchmarks/accuracy_study.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        command=study_command(args),
     )
+
+
+def study_command(args):
+    """The command that trains this study, whichever invocation (a subset
+    of variants, `--report-only`) wrote the report: the recipe options
+    that differ from the defaults, nothing else."""
+    defaults = parse_args([])
+    words = ["python benchmarks/accuracy_study.py"]
+    for name in ("epochs", "train_size", "test_size"):
+        if getattr(args, name) != getattr(defaults, name):
+            words.append(f"--{name.replace('_', '-')} {getattr(args, name)}")
+    return " ".join(words)
 
 
 if __name__ == "__main__":

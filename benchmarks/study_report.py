@@ -177,7 +177,9 @@ def _diff(summary):
 def markdown(table, command):
     """The study's tables in Markdown."""
     lines = [
-        f"Produced by `{command}`. Accuracies in %, mean ± standard "
+        f"Produced by `{command}` (the same command continues a stopped "
+        "study; `--report-only` rebuilds these pages from the finished "
+        "runs). Accuracies in %, mean ± standard "
         "deviation over seeds; differences to plain are paired by seed, "
         "with the 95 % Student-t interval in brackets.",
         "",

@@ -121,3 +121,16 @@ def test_paired_interval_uses_student_t():
     assert d["mean"] == pytest.approx(0.02)
     half = 4.3027 * 0.01 / 3**0.5
     assert d["ci95"] == pytest.approx([0.02 - half, 0.02 + half], abs=1e-4)
+
+
+def test_report_names_the_command_that_trains_the_study():
+    # A report rebuilt by --report-only or a subset of variants still names
+    # the command that trains the study, with the recipe options it used.
+    command = accuracy_study.study_command(
+        accuracy_study.parse_args(["--report-only", "--variants", "plain"])
+    )
+    assert command == "python benchmarks/accuracy_study.py"
+    args = accuracy_study.parse_args(["--epochs", "3", "--seeds", "0"])
+    assert accuracy_study.study_command(args) == (
+        "python benchmarks/accuracy_study.py --epochs 3"
+    )
