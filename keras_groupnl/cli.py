@@ -39,6 +39,13 @@ def _parser():
             "the calibration data, and print the report."
         ),
     )
+    _add_convert_data(convert)
+    _add_convert_options(convert)
+    return parser
+
+
+def _add_convert_data(convert):
+    """`convert`'s model, target, data and output arguments."""
     convert.add_argument("model", metavar="MODEL.keras", help="the model file")
     convert.add_argument(
         "--target",
@@ -79,6 +86,10 @@ def _parser():
         help="array of the .npz holding the labels (default: 'y' or "
         "'labels' when present); adds accuracy to the report",
     )
+
+
+def _add_convert_options(convert):
+    """`convert`'s options: how to convert, verify and report."""
     convert.add_argument(
         "--io-dtype",
         choices=("float32", "int8"),
@@ -125,7 +136,7 @@ def _parser():
         "--no-fold-batchnorm",
         action="store_true",
         help="keep a BatchNormalization after a GroupNL layer as separate "
-        "ops (smaller tables, lower int8 accuracy)",
+        "ops instead of folding it into the layer's converted form",
     )
     convert.add_argument(
         "--quiet", action="store_true", help="no progress display"
@@ -135,7 +146,6 @@ def _parser():
         action="store_true",
         help="print the report as JSON instead of a table",
     )
-    return parser
 
 
 def _check_file(path, role, suffixes):
