@@ -373,6 +373,39 @@ def test_phone_runs_in_one_xnnpack_partition(
     )
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "dense_r2",
+        "dense_r4_shuffle_relu6",
+        "dense_partial_copy",
+        "sparse_s2_hard_swish",
+    ],
+)
+def test_phone_int8_concatenation_on_large_outputs(
+    variant_models, data, tmp_path, monkeypatch, key
+):
+    """Above `INT8_CONCAT_MIN_VALUES` (here lowered to every layer) the
+    tail is folded per part and concatenated in int8: still one
+    partition, and it agrees with Keras."""
+    from keras_groupnl.converters import _phone
+
+    monkeypatch.setattr(_phone, "INT8_CONCAT_MIN_VALUES", 0)
+    model = variant_models(key)
+    x, _ = data
+    result = convert(model, "phone", x[:48], tmp_path / "out", verbose=0)
+    report = result.report
+    (layer,) = report.groupnl
+    assert layer.variant.endswith("int8 concatenation")
+    assert "CONCATENATION" not in report.float_ops_by_layer["groupnl"]
+    assert report.delegation.partitions == 1
+    assert report.delegation.undelegated_ops == []
+    reference = model.predict(x[:48], verbose=0)
+    _check_agreement(
+        reference, _litert_predict(_read(result.tflite_path), x[:48])
+    )
+
+
 def test_phone_integer_only(models, data, tmp_path):
     """The full-integer phone model: no float op inside, runs in LiteRT."""
     model = models("dense", 2)
