@@ -125,7 +125,8 @@ class FloatTailGroupNL(_deploy.DeployedGroupNL):
         import tensorflow as tf
 
         parts = self._parts(y)
-        return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
+        with tf.name_scope(FLOAT_SCOPE):
+            return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
 
     def _parts(self, y):
         """`[u]` or `[u, sin(T * (u[source] - phi))]`, in float."""
