@@ -364,10 +364,12 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if not args.report_only:
         run_study(args)
+    # Every finished run, whichever variants this invocation trained, so a
+    # partial invocation does not drop the others from the report.
     study_report.write_report(
         os.path.join(args.out, "runs"),
         args.results,
-        list(args.variants),
+        list(VARIANTS),
         command=study_command(args),
     )
 

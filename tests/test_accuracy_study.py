@@ -113,6 +113,11 @@ def test_interrupted_study_resumes_and_reports(tiny, monkeypatch):
     monkeypatch.setattr(accuracy_study.Run, "train", no_training)
     accuracy_study.main(args)
 
+    # An invocation for some variants reports every finished run.
+    accuracy_study.main(args + ["--variants", "dense_r2"])
+    table = json.loads((results / "results.json").read_text())["variants"]
+    assert set(table) == {"plain", "dense_r2"}
+
 
 def test_paired_interval_uses_student_t():
     assert study_report.t_quantile(2) == pytest.approx(4.303, abs=1e-3)
