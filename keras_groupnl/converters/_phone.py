@@ -60,6 +60,9 @@ INT8_CONCAT_MIN_VALUES = 32 * 1024
 class FloatTailGroupNL(_deploy.DeployedGroupNL):
     """A GroupNL layer as an int8 seed conv and a delegated float tail."""
 
+    # Set by `call`: whether this layer's tail ends in an int8 concatenation.
+    int8_concat = False
+
     def seed_conv(self, x):
         """The seed conv; a grouped one as a depthwise conv and a sum.
 
@@ -95,8 +98,6 @@ class FloatTailGroupNL(_deploy.DeployedGroupNL):
             return "float tail, depthwise affine" + concat
         return "float tail, broadcast" + concat
 
-    int8_concat = False
-
     def call(self, x):
         """The float tail; on large outputs folded per part, concatenated
         in int8.
@@ -117,7 +118,7 @@ class FloatTailGroupNL(_deploy.DeployedGroupNL):
         )
         if not self.int8_concat:
             out = self.generate(y)
-            return out if self.fold is None else self._fold(out)
+            return out if self.fold is None else self.apply_fold(out)
         parts = self._parts(y)
         return tf.concat(self._fold_parts(parts), axis=-1)
 
@@ -139,7 +140,7 @@ class FloatTailGroupNL(_deploy.DeployedGroupNL):
                 return [u]
             return [u, tf.sin(self._argument(u))]
 
-    def _fold(self, out, start=0):
+    def apply_fold(self, out, start=0):
         """`activation(scale * out + shift)` with the fold's scale and
         shift for output channels `start ..`."""
         import tensorflow as tf
@@ -154,8 +155,8 @@ class FloatTailGroupNL(_deploy.DeployedGroupNL):
     def _fold_parts(self, parts):
         """The fold applied to each part with its channels' scale/shift."""
         return [
-            self._fold(parts[0]),
-            self._fold(parts[1], start=parts[0].shape[-1]),
+            self.apply_fold(parts[0]),
+            self.apply_fold(parts[1], start=parts[0].shape[-1]),
         ]
 
     def _argument(self, u):
