@@ -62,9 +62,36 @@ def mean_corrupted(run):
     )
 
 
-def load_runs(runs_dir):
-    """{variant: {seed: run}} from the finished runs in `runs_dir`."""
+# What results.json keeps of every run: enough to rebuild every table and
+# plot (and to pair new seeds with old ones) without the runs folder.
+RUN_FIELDS = (
+    "settings",
+    "params",
+    "trainable_params",
+    "macs",
+    "seconds_per_epoch",
+    "clean",
+    "corrupted",
+    "history",
+)
+
+
+def load_runs(runs_dir, results_path=None):
+    """{variant: {seed: run}} from the finished runs in `runs_dir`.
+
+    With `results_path`, the runs an earlier report kept in full (every
+    field of `RUN_FIELDS`) fill in for those `runs_dir` lacks, so a study
+    continued on another machine, from a fresh clone, keeps its finished
+    runs; runs in `runs_dir` win.
+    """
     runs = {}
+    if results_path and os.path.exists(results_path):
+        with open(results_path) as f:
+            kept = json.load(f).get("runs", {})
+        for variant, by_seed in kept.items():
+            for seed, run in by_seed.items():
+                if all(field in run for field in RUN_FIELDS):
+                    runs.setdefault(variant, {})[int(seed)] = run
     for path in sorted(glob.glob(os.path.join(runs_dir, "*_seed*.json"))):
         with open(path) as f:
             run = json.load(f)
@@ -74,8 +101,32 @@ def load_runs(runs_dir):
     return runs
 
 
+def _recipe(run):
+    """A run's settings without its seed and variant: what pairs must share."""
+    return {
+        k: v for k, v in run["settings"].items() if k not in ("seed", "variant")
+    }
+
+
+def check_one_recipe(runs):
+    """Refuses to pool or pair runs trained with different recipes."""
+    recipes = {
+        json.dumps(_recipe(run), sort_keys=True): f"{variant} seed {seed}"
+        for variant, by_seed in runs.items()
+        for seed, run in by_seed.items()
+    }
+    if len(recipes) > 1:
+        raise ValueError(
+            "The finished runs were trained with different recipes (epochs, "
+            "train size, backend or optimiser), so they cannot be pooled or "
+            "paired; keep one study per output folder. Received: "
+            + "; ".join(f"{who}: {r}" for r, who in recipes.items())
+        )
+
+
 def aggregate(runs, variants):
     """Per-variant summaries and paired differences to the baseline."""
+    check_one_recipe(runs)
     base = runs.get(BASELINE, {})
     table = {}
     for variant in variants:
@@ -320,7 +371,7 @@ def _save(fig, directory, name):
 
 def write_report(runs_dir, results_dir, variants, command):
     """Writes results.json, results.md and the plots; prints the table."""
-    runs = load_runs(runs_dir)
+    runs = load_runs(runs_dir, os.path.join(results_dir, "results.json"))
     table = aggregate(runs, [v for v in variants if v in runs])
     if not table:
         print(f"no finished runs in {runs_dir}")
@@ -333,7 +384,7 @@ def write_report(runs_dir, results_dir, variants, command):
             "variants": table,
             "runs": {
                 v: {
-                    str(s): {k: r[k] for k in ("clean", "history")}
+                    str(s): {k: r[k] for k in RUN_FIELDS}
                     for s, r in by_seed.items()
                 }
                 for v, by_seed in runs.items()

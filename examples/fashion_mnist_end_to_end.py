@@ -220,22 +220,36 @@ def _save(fig, out_dir, filename):
     return path
 
 
-STUDY_RESULTS = os.path.join(
+_STUDY_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     "docs",
     "accuracy_study",
-    "results.json",
+)
+# The current study first; the first round (20 epochs, also dense r = 4,
+# sparse r = 2) for the variants the current one does not train.
+STUDY_RESULTS = (
+    os.path.join(_STUDY_DIR, "results.json"),
+    os.path.join(_STUDY_DIR, "round1", "results.json"),
 )
 
 
-def converged_figures(args, path=STUDY_RESULTS):
+def converged_figures(args, paths=STUDY_RESULTS):
     """The accuracy study's converged figures for this run's GroupNL model.
 
     Reads the committed results of `benchmarks/accuracy_study.py` (several
-    seeds, augmented, trained to convergence) and returns the plain model's
-    and this variant's figures, the paired differences, and which of the
+    seeds, augmented, trained to convergence), the first of `paths` that
+    has this variant paired with plain, and returns the plain model's and
+    this variant's figures, the paired differences, and which of the
     method's claims hold; `None` when no study result is there.
     """
+    for path in paths:
+        figures = _study_figures(args, path)
+        if figures is not None:
+            return figures
+    return None
+
+
+def _study_figures(args, path):
     if not os.path.exists(path):
         return None
     with open(path) as f:

@@ -134,8 +134,32 @@ def test_report_names_the_command_that_trains_the_study():
     command = accuracy_study.study_command(
         accuracy_study.parse_args(["--report-only", "--variants", "plain"])
     )
-    assert command == "python benchmarks/accuracy_study.py"
+    backend = f"KERAS_BACKEND={keras.backend.backend()} "
+    assert command == backend + "python benchmarks/accuracy_study.py"
     args = accuracy_study.parse_args(["--epochs", "3", "--seeds", "0"])
     assert accuracy_study.study_command(args) == (
-        "python benchmarks/accuracy_study.py --epochs 3"
+        backend + "python benchmarks/accuracy_study.py --epochs 3"
     )
+
+
+def test_report_keeps_runs_in_full_and_refuses_mixed_recipes(tiny):
+    args, out, results = tiny
+    accuracy_study.main(args)
+    # A fresh clone has no runs folder: the report rebuilds from the runs
+    # that results.json keeps, and pairs them as before.
+    before = json.loads((results / "results.json").read_text())["variants"]
+    for path in (out / "runs").iterdir():
+        path.unlink()
+    accuracy_study.main(args + ["--report-only"])
+    after = json.loads((results / "results.json").read_text())["variants"]
+    assert after == before
+
+    # A run with another recipe (here: epochs) cannot be pooled or paired.
+    kept = json.loads((results / "results.json").read_text())["runs"]
+    odd = dict(kept["plain"]["0"])
+    odd["settings"] = dict(odd["settings"], epochs=3)
+    with pytest.raises(ValueError, match="different recipes"):
+        study_report.aggregate(
+            {"plain": {0: odd}, "dense_r2": {0: kept["dense_r2"]["0"]}},
+            ["plain", "dense_r2"],
+        )

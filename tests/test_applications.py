@@ -161,6 +161,9 @@ COMMON_BAD = [
     (dict(num_groups=1000), "`num_groups` cannot exceed the number of seed"),
     (dict(seed=-1), "`seed` must be None or a non-negative integer"),
     (dict(groupnl_strided="no"), "`groupnl_strided` must be True or False"),
+    (dict(period_range=(2.0, 1.0)), "`period_range` must be two finite"),
+    (dict(shift_range=(0.0,)), "`shift_range` must be two finite"),
+    (dict(trainable_nlf="yes"), "`trainable_nlf` must be True or False"),
     (
         dict(synchronized_batchnorm="yes"),
         "`synchronized_batchnorm` must be True or False",
@@ -410,6 +413,31 @@ def test_seed_reproducible_nlf_parameters():
     for a, b in zip(nlf(first), nlf(second)):
         np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(nlf(first), nlf(other)))
+
+
+@pytest.mark.parametrize("key", ["resnet8", "mobilenet_v3_small"])
+def test_nlf_settings_reach_every_groupnl_layer(key):
+    function = MODELS[key][0]
+    model = function(
+        input_shape=(32, 32, 3),
+        period_range=(0.5, 4.0),
+        shift_range=(-3.0, 3.0),
+        trainable_nlf=True,
+        seed=0,
+    )
+    layers = [lay for lay in model.layers if isinstance(lay, GROUPNL_LAYERS)]
+    assert layers
+    for lay in layers:
+        assert lay.period_range == (0.5, 4.0)
+        assert lay.shift_range == (-3.0, 3.0)
+        assert lay.trainable_nlf
+        period = keras.ops.convert_to_numpy(lay.nlf_period)
+        shift = keras.ops.convert_to_numpy(lay.nlf_shift)
+        assert np.all((period >= 0.5) & (period <= 4.0))
+        assert np.all((shift >= -3.0) & (shift <= 3.0))
+        # Trainable NLFs are trainable weights of the layer.
+        trainable = {id(w) for w in lay.trainable_weights}
+        assert id(lay.nlf_period) in trainable
 
 
 def test_channels_first_builds_symbolically():

@@ -70,7 +70,7 @@ def test_end_to_end_run_writes_a_consistent_report(tmp_path):
     # A short run does not speak for the method: it says so, and shows the
     # converged study's figures when they are committed.
     assert "This run's recipe is not converged" in report
-    if os.path.exists(example.STUDY_RESULTS):
+    if any(os.path.exists(path) for path in example.STUDY_RESULTS):
         assert "Claim 'GroupNL within 0.5 point of plain" in report
         assert saved["converged_study"]["variant"] == "dense_r2"
     assert "Clean accuracy: 200 test images" in report

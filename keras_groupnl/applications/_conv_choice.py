@@ -13,8 +13,12 @@ import keras
 from keras_groupnl import _validation
 from keras_groupnl.layers import GroupNLConv2D
 from keras_groupnl.layers import SparseGroupNLConv2D
+from keras_groupnl.layers.base_group_nl_conv import MAX_NLF_RANGE
 
 CONV_TYPES = ("dense", "sparse", "plain")
+# The layers' own defaults (the method's): T in [1, 2], phi in [1, 5].
+DEFAULT_PERIOD_RANGE = (1.0, 2.0)
+DEFAULT_SHIFT_RANGE = (1.0, 5.0)
 
 
 class ConvChoice:
@@ -42,7 +46,8 @@ class ConvChoice:
 
     GroupNL layer number `k` (in build order, from 0) gets the NLF seed
     `seed + k` when `seed` is an int, so a model is reproducible from one
-    seed while every layer draws different sinusoids.
+    seed while every layer draws different sinusoids. `period_range`,
+    `shift_range` and `trainable_nlf` go to every GroupNL layer unchanged.
     """
 
     def __init__(
@@ -54,6 +59,9 @@ class ConvChoice:
         groupnl_strided,
         kernel_initializer,
         allowed_conv_types=CONV_TYPES,
+        period_range=DEFAULT_PERIOD_RANGE,
+        shift_range=DEFAULT_SHIFT_RANGE,
+        trainable_nlf=False,
     ):
         self.validate(
             conv_type,
@@ -69,6 +77,15 @@ class ConvChoice:
         self.seed = seed
         self.groupnl_strided = groupnl_strided
         self.kernel_initializer = kernel_initializer
+        self.nlf_settings = dict(
+            period_range=_validation.finite_range(
+                period_range, "period_range", bound=MAX_NLF_RANGE
+            ),
+            shift_range=_validation.finite_range(
+                shift_range, "shift_range", bound=MAX_NLF_RANGE
+            ),
+            trainable_nlf=_validation.boolean(trainable_nlf, "trainable_nlf"),
+        )
         self._count = 0
 
     @staticmethod
@@ -166,6 +183,7 @@ class ConvChoice:
             num_groups=self.num_groups,
             kernel_initializer=self.kernel_initializer,
             seed=self._next_seed(),
+            **self.nlf_settings,
         )
 
     def conv(self, filters, kernel_size, strides, name, use_bias=False):

@@ -60,6 +60,12 @@ Args:
     groupnl_strided: bool, whether convs with stride 2 become GroupNL as
         well; `False` keeps them standard, as in the public reference code.
         Defaults to `True`.
+    period_range: `(low, high)`, the range every NLF period `T` is drawn
+        from. Defaults to `(1.0, 2.0)`, the method's.
+    shift_range: `(low, high)`, the range every NLF shift `phi` is drawn
+        from. Defaults to `(1.0, 5.0)`, the method's.
+    trainable_nlf: bool, whether the NLF periods and shifts are trained
+        with the weights instead of frozen. Defaults to `False`.
     synchronized_batchnorm: bool, whether every BatchNormalization layer
         is `BatchNormalization(synchronized=True)`: under a `tf.distribute`
         strategy (`MirroredStrategy`, ...) it normalises with the
@@ -75,7 +81,8 @@ Args:
 
 The GroupNL settings (`stem` where the family has it, `conv_type`,
 `reduction_ratio`, `num_groups`, `seed`, `groupnl_strided`,
-`synchronized_batchnorm`) are keyword arguments; the others keep the
+`synchronized_batchnorm`, `period_range`, `shift_range`, `trainable_nlf`)
+are keyword arguments; the others keep the
 `keras.applications` signature.
 
 Returns:

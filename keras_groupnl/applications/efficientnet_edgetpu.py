@@ -145,6 +145,9 @@ def _efficientnet_edgetpu(
     seed=None,
     groupnl_strided=True,
     synchronized_batchnorm=False,
+    period_range=_conv_choice.DEFAULT_PERIOD_RANGE,
+    shift_range=_conv_choice.DEFAULT_SHIFT_RANGE,
+    trainable_nlf=False,
 ):
     """Builds an EfficientNet-EdgeTPU model from its stage rows."""
     weights_path, input_shape = _arguments.validate_common(
@@ -179,6 +182,9 @@ def _efficientnet_edgetpu(
         groupnl_strided,
         kernel_initializer=_CONV_KERNEL_INITIALIZER,
         allowed_conv_types=("sparse", "plain"),
+        period_range=period_range,
+        shift_range=shift_range,
+        trainable_nlf=trainable_nlf,
     )
     blocks = _blocks(stages)
     choice.check_plan(

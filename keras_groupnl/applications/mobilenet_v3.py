@@ -183,6 +183,9 @@ def _mobilenet_v3(
     seed=None,
     groupnl_strided=True,
     synchronized_batchnorm=False,
+    period_range=_conv_choice.DEFAULT_PERIOD_RANGE,
+    shift_range=_conv_choice.DEFAULT_SHIFT_RANGE,
+    trainable_nlf=False,
 ):
     """Builds MobileNetV3 `model_type` ("small" or "large")."""
     weights_path, input_shape = _arguments.validate_common(
@@ -226,6 +229,9 @@ def _mobilenet_v3(
         groupnl_strided,
         kernel_initializer=_KERNEL_INITIALIZER,
         allowed_conv_types=("sparse", "plain"),
+        period_range=period_range,
+        shift_range=shift_range,
+        trainable_nlf=trainable_nlf,
     )
     rows, last_point_ch = _STACKS[model_type]
     blocks = [_resolve_block(row, alpha, minimalistic) for row in rows]

@@ -179,6 +179,9 @@ def _resnet(
     seed=None,
     groupnl_strided=True,
     synchronized_batchnorm=False,
+    period_range=_conv_choice.DEFAULT_PERIOD_RANGE,
+    shift_range=_conv_choice.DEFAULT_SHIFT_RANGE,
+    trainable_nlf=False,
 ):
     """Builds the ResNet `model_id` (a key of `_STACKS`).
 
@@ -224,6 +227,9 @@ def _resnet(
         seed,
         groupnl_strided,
         kernel_initializer=_KERNEL_INITIALIZER,
+        period_range=period_range,
+        shift_range=shift_range,
+        trainable_nlf=trainable_nlf,
     )
     choice.check_plan(_replaceable_convs(block, stack, style.stem_filters))
 
