@@ -163,6 +163,16 @@ CORRECTNESS_CASES = {
         padding="same",
         num_groups=2,
     ),
+    # Unequal strides, channels_first, sparse seed groups of 2 channels:
+    # TensorFlow without oneDNN has neither an NCHW conv nor an
+    # unequal-stride depthwise conv (see `kernel_support`).
+    "strides_1_2_channels_first_grouped": dict(
+        filters=16,
+        in_channels=16,
+        strides=(1, 2),
+        padding="same",
+        data_format="channels_first",
+    ),
     "dilation2_same": dict(
         filters=8, in_channels=4, dilation_rate=2, padding="same", num_groups=2
     ),
@@ -354,6 +364,65 @@ def test_eager_matches_numpy_reference(cls, name):
     y = to_numpy(layer(x))
     ref = reference_for(layer, x, cls, in_channels)
     np.testing.assert_allclose(y, ref, atol=1e-5, rtol=1e-5)
+
+
+# The routes taken where a backend lacks a kernel, forced on any machine.
+FALLBACK_CASES = [
+    "strides_2_1_even_kernel_same",
+    "strides_1_2_channels_first_grouped",
+    "channels_first",
+    "channels_first_shuffle_dilation",
+    "regress_channels_first_bias_cols_eq_s",
+]
+
+
+@parametrize_layers
+@pytest.mark.parametrize("name", FALLBACK_CASES)
+def test_routes_without_channels_first_or_unequal_stride_kernels(
+    cls, name, monkeypatch
+):
+    from keras_groupnl.layers import kernel_support
+
+    for probe in (
+        "channels_first_conv",
+        "channels_first_depthwise_conv",
+        "unequal_stride_depthwise_conv",
+    ):
+        monkeypatch.setattr(kernel_support, probe, lambda: False)
+    layer, x, in_channels = make_case(cls, CORRECTNESS_CASES[name])
+    y = predict(layer, x)
+    ref = reference_for(layer, x, cls, in_channels)
+    np.testing.assert_allclose(y, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_kernel_probes_answer_for_this_machine():
+    # Whatever the machine, each probe agrees with running the op itself.
+    from keras_groupnl.layers import kernel_support
+
+    x = np.zeros((1, 2, 6, 6), "float32")
+
+    def runs(function):
+        try:
+            to_numpy(function())
+        except Exception:  # noqa: BLE001 (any backend's kernel error)
+            return False
+        return True
+
+    assert kernel_support.channels_first_conv() == runs(
+        lambda: ops.conv(
+            x, np.zeros((3, 3, 2, 2), "float32"), data_format="channels_first"
+        )
+    )
+    assert kernel_support.unequal_stride_depthwise_conv() == runs(
+        lambda: ops.depthwise_conv(
+            np.transpose(x, (0, 2, 3, 1)),
+            np.zeros((3, 3, 2, 1), "float32"),
+            strides=(2, 1),
+        )
+    )
+    if keras.backend.backend() != "tensorflow":
+        assert kernel_support.channels_first_conv()
+        assert kernel_support.unequal_stride_depthwise_conv()
 
 
 @parametrize_layers

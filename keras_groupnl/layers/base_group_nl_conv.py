@@ -8,6 +8,7 @@ import numpy as np
 from keras import ops
 
 from keras_groupnl import _validation
+from keras_groupnl.layers import kernel_support
 from keras_groupnl.layers.deploy_form import NORM_EPSILON as _NORM_EPSILON
 from keras_groupnl.layers.deploy_form import make_deploy_form
 
@@ -44,6 +45,11 @@ class BaseGroupNLConv(keras.layers.Layer):
     `j % copies` instead, which interleaves the copies of every seed map.
 
     Subclasses implement `_seed_kernel_shape` and `_seed_conv`.
+
+    Where the backend has no channels_first convolution kernel (TensorFlow
+    on a CPU without oneDNN, see `kernel_support`), a channels_first layer
+    transposes its input to channels_last for the seed conv and the seed
+    maps back; everything else runs channels_first.
     """
 
     def __init__(
@@ -274,12 +280,28 @@ class BaseGroupNLConv(keras.layers.Layer):
     def _seed_kernel_shape(self, in_channels):
         raise NotImplementedError
 
-    def _seed_conv(self, inputs):
+    def _seed_conv(self, inputs, data_format):
+        """The seed convolution of `inputs` laid out as `data_format`."""
         raise NotImplementedError
+
+    def _has_channels_first_kernel(self):
+        """Whether the backend runs this layer's seed conv channels_first."""
+        return kernel_support.channels_first_conv()
+
+    def seed_conv(self, inputs):
+        """The seed maps, in the layer's data format, on any machine."""
+        if (
+            self.data_format == "channels_last"
+            or self._has_channels_first_kernel()
+        ):
+            return self._seed_conv(inputs, self.data_format)
+        inputs = ops.transpose(inputs, (0, 2, 3, 1))
+        seed_maps = self._seed_conv(inputs, "channels_last")
+        return ops.transpose(seed_maps, (0, 3, 1, 2))
 
     def call(self, inputs):
         axis = self._channel_axis
-        seed_maps = self._seed_conv(inputs)
+        seed_maps = self.seed_conv(inputs)
         if self.use_bias:
             bias = self.bias
             if self.data_format == "channels_first":

@@ -82,12 +82,12 @@ class GroupNLConv2D(BaseGroupNLConv):
     def _seed_kernel_shape(self, in_channels):
         return self.kernel_size + (in_channels, self.seed_channels)
 
-    def _seed_conv(self, inputs):
+    def _seed_conv(self, inputs, data_format):
         return ops.conv(
             inputs,
             self.kernel,
             strides=self.strides,
             padding=self.padding,
-            data_format=self.data_format,
+            data_format=data_format,
             dilation_rate=self.dilation_rate,
         )

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_groupnl.layers import kernel_support
 from keras_groupnl.layers.base_group_nl_conv import BaseGroupNLConv
 
 
@@ -100,7 +101,33 @@ class SparseGroupNLConv2D(BaseGroupNLConv):
         groups = math.gcd(in_channels, self.seed_channels)
         return self.kernel_size + (in_channels // groups, self.seed_channels)
 
-    def _seed_conv(self, inputs):
+    def _runs_as_depthwise(self):
+        """Whether the seed conv runs as depthwise conv + summation (the
+        fast route everywhere) or, lacking a depthwise kernel for unequal
+        strides, as the grouped conv itself."""
+        return (
+            self.strides[0] == self.strides[1]
+            or kernel_support.unequal_stride_depthwise_conv()
+        )
+
+    def _has_channels_first_kernel(self):
+        if self._runs_as_depthwise():
+            return kernel_support.channels_first_depthwise_conv()
+        return kernel_support.channels_first_conv()
+
+    def _seed_conv(self, inputs, data_format):
+        if not self._runs_as_depthwise():
+            # No depthwise kernel for these strides (TensorFlow on a CPU
+            # without oneDNN): the grouped conv itself, as Keras'
+            # `Conv2D(groups=...)` runs it.
+            return ops.conv(
+                inputs,
+                self.kernel,
+                strides=self.strides,
+                padding=self.padding,
+                data_format=data_format,
+                dilation_rate=self.dilation_rate,
+            )
         groups = self.conv_groups
         group_in = self.in_channels // groups
         multiplier = self.seed_channels // groups
@@ -118,7 +145,7 @@ class SparseGroupNLConv2D(BaseGroupNLConv):
             kernel,
             strides=self.strides,
             padding=self.padding,
-            data_format=self.data_format,
+            data_format=data_format,
             dilation_rate=self.dilation_rate,
         )
         if group_in == 1:
@@ -134,7 +161,7 @@ class SparseGroupNLConv2D(BaseGroupNLConv):
         summation = ops.cast(summation, outputs.dtype)
         blocks = groups // block_groups
         shape = ops.shape(outputs)
-        if self.data_format == "channels_last":
+        if data_format == "channels_last":
             outputs = ops.reshape(outputs, (-1, width))
             outputs = ops.matmul(outputs, summation)
             return ops.reshape(
