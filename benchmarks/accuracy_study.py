@@ -350,7 +350,10 @@ class Run:
                 os.remove(path)
 
     def evaluate(self, model, history, data, corrupted):
+        import keras
+
         from keras_groupnl.analysis import count_macs
+        from keras_groupnl.analysis import describe_machine
 
         _, _, x_test, y_test = data
         keys, images = corrupted
@@ -373,6 +376,10 @@ class Run:
             ),
             "clean": accuracy(model, to_input(x_test), y_test),
             "corrupted": corrupted_acc,
+            # Where seconds_per_epoch was measured.
+            "machine": describe_machine(
+                tensorflow=keras.backend.backend() == "tensorflow"
+            ).to_dict(),
         }
         write_json(self.result_path, result)
         self.remove_checkpoints()

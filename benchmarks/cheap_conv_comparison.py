@@ -45,8 +45,6 @@ under `torch.no_grad()`.
 
 import argparse
 import math
-import os
-import platform
 import sys
 import time
 
@@ -292,12 +290,12 @@ def main(argv=None):
     if args.xla and "tensorflow-xla" not in runs:
         runs.append("tensorflow-xla")
     started = time.perf_counter()
-    machine = f"{platform.machine()}, {os.cpu_count()} cores"
+    measured_on = tables.machine()
     print(
         f"batch {args.batch}, C -> C channels, 3x3 receptive field, stride 1, "
         f"'same' padding, no bias, float32; median of {args.rounds} "
         f"interleaved rounds of >= {args.min_seconds} s; runs: "
-        f"{', '.join(runs)}; {machine}",
+        f"{', '.join(runs)}\n{tables.machine_caption(measured_on)}",
         flush=True,
     )
     results = {}
@@ -341,7 +339,7 @@ def main(argv=None):
                     "shapes": [SHAPES[s] for s in args.shapes],
                     "layers": args.layers,
                     "runs": runs,
-                    "machine": machine,
+                    "machine": measured_on.to_dict(),
                 },
                 "results": results,
                 "wall_seconds": time.perf_counter() - started,

@@ -38,6 +38,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import tables  # noqa: E402
 from backend_runs import write_json  # noqa: E402
 from tables import markdown  # noqa: E402
 from tables import ratio  # noqa: E402
@@ -234,6 +235,8 @@ def main(argv=None):
             )
             rows.append(measure(target, case, args.samples))
         results[target] = rows
+    measured_on = tables.machine()
+    print("\n" + tables.machine_caption(measured_on))
     if "phone" in results:
         print(
             "\n### Phone: LiteRT XNNPACK, 1 thread, batch 1, "
@@ -252,7 +255,7 @@ def main(argv=None):
             "in TFLM (64-bit host; smaller on a 32-bit MCU)."
         )
     if args.json:
-        write_json(args.json, results)
+        write_json(args.json, {"machine": measured_on.to_dict(), **results})
 
 
 if __name__ == "__main__":

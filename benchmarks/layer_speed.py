@@ -221,9 +221,11 @@ def main(argv=None):
         rows = run_worker(__file__, run, RUNS[run][0], worker_args)
         results[run] = add_ratios(rows)
 
+    measured_on = tables.machine()
     print(
         f"\nbatch {args.batch}, 3x3 kernels, 'same' padding, float32, "
-        f"median of {args.rounds} interleaved rounds"
+        f"median of {args.rounds} interleaved rounds\n"
+        + tables.machine_caption(measured_on)
     )
     print(
         "seed_conv_r4: the seed conv of GroupNL r=4 alone; floor_r4: that "
@@ -233,7 +235,7 @@ def main(argv=None):
     for run, rows in results.items():
         print_table(f"{run} ({RUNS[run][1]})", rows)
     if args.json:
-        write_json(args.json, results)
+        write_json(args.json, {"machine": measured_on.to_dict(), **results})
     return 0
 
 

@@ -46,7 +46,6 @@ seed 0.
 """
 
 import argparse
-import os
 import platform
 import sys
 import time
@@ -407,8 +406,8 @@ def main(argv=None):
         "rounds": args.rounds,
         "warmup": args.warmup,
         "min_seconds": args.min_seconds,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"{platform.platform()}",
+        "machine": tables.machine().to_dict(),
+        "platform": platform.platform(),
         "python": platform.python_version(),
     }
     sizes = ", ".join(
@@ -421,8 +420,8 @@ def main(argv=None):
         f"inference batch {args.batch}, training batch {args.train_batch}; "
         f"median of {args.rounds} interleaved rounds of >= "
         f"{args.min_seconds} s (or one call), after {args.warmup} warm-up "
-        f"calls.\nMachine: {settings['machine']}, "
-        f"Python {settings['python']}.",
+        f"calls.\n{tables.machine_caption(tables.machine())}, "
+        f"{settings['platform']}, Python {settings['python']}.",
         flush=True,
     )
 

@@ -225,7 +225,23 @@ def _diff(summary):
     return text
 
 
-def markdown(table, command):
+def machines(runs):
+    """The machines the runs' seconds per epoch come from, as text."""
+    from keras_groupnl.analysis import Machine
+
+    labels = sorted(
+        {
+            Machine(**run["machine"]).label()
+            if "machine" in run
+            else "not recorded"
+            for by_seed in runs.values()
+            for run in by_seed.values()
+        }
+    )
+    return "; ".join(labels)
+
+
+def markdown(table, command, measured_on=None):
     """The study's tables in Markdown."""
     lines = [
         f"Produced by `{command}` (the same command continues a stopped "
@@ -248,6 +264,8 @@ def markdown(table, command):
             f"| {_diff(vs['clean']) if vs else '—'} "
             f"| {_diff(vs['mean_corrupted']) if vs else '—'} |"
         )
+    if measured_on:
+        lines += ["", f"s/epoch measured on: {measured_on}."]
     corruptions = list(next(iter(table.values()))["per_corruption"])
     lines += [
         "",
@@ -376,7 +394,7 @@ def write_report(runs_dir, results_dir, variants, command):
     if not table:
         print(f"no finished runs in {runs_dir}")
         return None
-    text = markdown(table, command)
+    text = markdown(table, command, machines(runs))
     write_json(
         os.path.join(results_dir, "results.json"),
         {
@@ -384,7 +402,9 @@ def write_report(runs_dir, results_dir, variants, command):
             "variants": table,
             "runs": {
                 v: {
-                    str(s): {k: r[k] for k in RUN_FIELDS}
+                    str(s): {
+                        k: r[k] for k in RUN_FIELDS + ("machine",) if k in r
+                    }
                     for s, r in by_seed.items()
                 }
                 for v, by_seed in runs.items()

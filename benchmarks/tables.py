@@ -40,3 +40,16 @@ def markdown(headers, rows, align=None):
     ]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def machine():
+    """The machine of this run (`keras_groupnl.analysis.Machine`), with
+    TensorFlow's oneDNN state: every speed table names it."""
+    from keras_groupnl.analysis import describe_machine
+
+    return describe_machine(tensorflow=True)
+
+
+def machine_caption(measured_on):
+    """The line printed above a speed table."""
+    return f"Measured on: {measured_on.label()}"

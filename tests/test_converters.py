@@ -992,6 +992,14 @@ def test_phone_comparison_reports_both_models(resnet8_pair, tmp_path):
         report.latency["litert"].median_ms / twin.latency["litert"].median_ms
     )
     assert twin.ratios["latency_litert"] == pytest.approx(ratio)
+    # The CPU the latencies came from, as the report and its table say.
+    from keras_groupnl.analysis import describe_machine
+
+    here = describe_machine(tensorflow=True)
+    assert report.machine == here.to_dict()
+    assert isinstance(report.machine["tensorflow_onednn"], bool)
+    assert "measured on" in report.summary()
+    assert here.label() in report.summary()
 
 
 # --------------------------------------------------------------------------

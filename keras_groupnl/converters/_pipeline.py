@@ -13,6 +13,7 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_groupnl.analysis.machine import describe_machine
 from keras_groupnl.converters import _artifacts
 from keras_groupnl.converters import _flatbuffer as fb
 from keras_groupnl.converters import _inspect
@@ -227,6 +228,7 @@ def _build_report(ours, twin, options, calibration_samples, y_verify):
             else _comparison(ours, twin, latency, sizes, _sizes(twin))
         ),
         toolchain=_toolchain(target),
+        machine=describe_machine(tensorflow=True).to_dict(),
     )
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from keras_groupnl.converters import _summary
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 @dataclasses.dataclass
@@ -113,6 +113,9 @@ class ConversionReport:
         resolver_ops: `MicroMutableOpResolver` methods (mcu).
         comparison: the plain twin, when `compare_with` was given.
         toolchain: package versions.
+        machine: the CPU the latencies were measured on
+            (`keras_groupnl.analysis.Machine.to_dict()`: model name, vector
+            ISA, cores, TensorFlow oneDNN on or off).
     """
 
     target: str
@@ -139,6 +142,9 @@ class ConversionReport:
     resolver_ops: typing.Optional[typing.List[str]] = None
     comparison: typing.Optional[Comparison] = None
     toolchain: typing.Dict[str, typing.Optional[str]] = dataclasses.field(
+        default_factory=dict
+    )
+    machine: typing.Dict[str, typing.Any] = dataclasses.field(
         default_factory=dict
     )
     format_version: int = FORMAT_VERSION

@@ -1,5 +1,7 @@
 """The conversion report as a plain-text table (`ConversionReport.summary`)."""
 
+from keras_groupnl.analysis.machine import Machine
+
 
 def _quantization(io):
     if io.get("scale") is None:
@@ -74,6 +76,8 @@ def _run_rows(report):
         text = f"{lat.median_ms:.3f} ms median, {lat.p90_ms:.3f} ms p90"
         text += f" ({lat.runs} runs)" + (f"; {lat.note}" if lat.note else "")
         yield f"latency {runtime}", text
+    if report.machine:
+        yield "measured on", Machine(**report.machine).label()
     if report.delegation is not None:
         d = report.delegation
         text = f"{d.partitions} partition(s), {d.delegated_ops} ops delegated"
