@@ -16,6 +16,12 @@ things; where each op runs as its own kernel (TF graph mode, torch eager),
 none can be faster than `floor_r4`. Under XLA the `sin` and the
 concatenation can fuse with the ops around them.
 
+With `--channels-first`, two more rows per shape time GroupNL r = 2 and
+r = 4 with `data_format="channels_first"` against the same layer channels
+last: on TensorFlow without oneDNN (an AVX2-only CPU, or
+`TF_ENABLE_ONEDNN_OPTS=0`) that layer transposes around its seed conv, and
+the ratio is what the transposes cost.
+
 The Keras backend is fixed per process, so the script runs one worker
 process per backend and prints all tables at the end:
 
@@ -53,7 +59,10 @@ LAYERS = (
     "depthwise",
     "sparse_groupnl_r2",
 )
+CHANNELS_FIRST = ("groupnl_r2_channels_first", "groupnl_r4_channels_first")
 BASELINE = {
+    "groupnl_r2_channels_first": "groupnl_r2",
+    "groupnl_r4_channels_first": "groupnl_r4",
     "conv2d": None,
     "groupnl_r2": "conv2d",
     "groupnl_r4": "conv2d",
@@ -72,6 +81,18 @@ def make_model(kind, height, width, channels, batch):
     from keras_groupnl.layers import SparseGroupNLConv2D
 
     shape = (batch, height, width, channels)
+    if kind in CHANNELS_FIRST:
+        shape = (batch, channels, height, width)
+        layer = GroupNLConv2D(
+            channels,
+            3,
+            padding="same",
+            reduction_ratio=int(kind[len("groupnl_r")]),
+            data_format="channels_first",
+            seed=0,
+        )
+        inputs = keras.Input(shape[1:], batch_size=batch)
+        return keras.Model(inputs, layer(inputs)), [shape]
     inputs = keras.Input(shape[1:], batch_size=batch)
     if kind == "conv2d":
         layer = keras.layers.Conv2D(channels, 3, padding="same", use_bias=False)
@@ -104,7 +125,7 @@ def make_model(kind, height, width, channels, batch):
     return keras.Model(inputs, layer(inputs)), [shape]
 
 
-def worker(mode, shapes, batch, rounds, min_seconds):
+def worker(mode, shapes, batch, rounds, min_seconds, kinds=LAYERS):
     import keras
     import numpy as np
 
@@ -113,7 +134,7 @@ def worker(mode, shapes, batch, rounds, min_seconds):
         h, w, c = SHAPES[key]
         rng = np.random.default_rng(0)
         fns, inputs = {}, {}
-        for kind in LAYERS:
+        for kind in kinds:
             model, shapes_in = make_model(kind, h, w, c, batch)
             x = [
                 keras.ops.convert_to_tensor(rng.random(s, "float32"))
@@ -132,7 +153,7 @@ def worker(mode, shapes, batch, rounds, min_seconds):
             min_seconds,
             min_iters=2,
         )
-        for kind in LAYERS:
+        for kind in kinds:
             rows.append(
                 {
                     "shape": f"{h}x{w}x{c}",
@@ -190,6 +211,11 @@ def main(argv=None):
     parser.add_argument(
         "--min-seconds", type=float, default=0.3, help="time per sample"
     )
+    parser.add_argument(
+        "--channels-first",
+        action="store_true",
+        help="also time GroupNL channels_first against channels_last",
+    )
     parser.add_argument("--json", help="also write all rows to this file")
     parser.add_argument("--worker", choices=list(RUNS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -201,6 +227,7 @@ def main(argv=None):
             args.batch,
             args.rounds,
             args.min_seconds,
+            LAYERS + (CHANNELS_FIRST if args.channels_first else ()),
         )
         report_rows(rows)
         return 0
@@ -216,7 +243,7 @@ def main(argv=None):
             str(args.min_seconds),
             "--shapes",
             *map(str, args.shapes),
-        ]
+        ] + (["--channels-first"] if args.channels_first else [])
         print(f"timing {run} ...", flush=True)
         rows = run_worker(__file__, run, RUNS[run][0], worker_args)
         results[run] = add_ratios(rows)

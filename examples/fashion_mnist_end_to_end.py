@@ -28,6 +28,7 @@ import numpy as np
 from keras_groupnl import applications
 from keras_groupnl import converters
 from keras_groupnl.analysis import count_macs
+from keras_groupnl.analysis import describe_machine
 from keras_groupnl.datasets import load_fashion_mnist
 from keras_groupnl.robustness import CORRUPTIONS
 from keras_groupnl.robustness import SEVERITIES
@@ -534,8 +535,9 @@ def main(argv=None):
     results = {
         "command": "python examples/fashion_mnist_end_to_end.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"{platform.platform()}",
+        # The CPU the latencies and training times come from.
+        "machine": describe_machine(tensorflow=True).label()
+        + f", {platform.platform()}",
         "versions": f"Python {platform.python_version()}, Keras "
         f"{keras.__version__} ({keras.backend.backend()} backend), "
         f"NumPy {np.__version__}",

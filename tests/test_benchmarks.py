@@ -68,3 +68,10 @@ def test_groupnl_rows_time_the_layers_they_name():
         assert type(layer) is cls
         assert layer.reduction_ratio == ratio
         assert layer.filters == 16
+    for kind in layer_speed.CHANNELS_FIRST:
+        model, shapes = layer_speed.make_model(kind, 7, 6, 16, 1)
+        layer = model.layers[-1]
+        assert shapes == [(1, 16, 7, 6)]
+        assert layer.data_format == "channels_first"
+        baseline = layer_speed.BASELINE[kind]
+        assert layer.reduction_ratio == int(baseline[-1])

@@ -561,6 +561,114 @@ def test_generated_channels_are_exact_tables(data, tmp_path, layer_kwargs):
 
 
 # --------------------------------------------------------------------------
+# The fused GroupNL kernel (mcu_kernel="fused", "fused_channel_tables").
+
+
+def _kernel_evaluate(tmp_path):
+    """`_fused.evaluate` computed by the C kernel, compiled here."""
+    import ctypes
+
+    from tests.test_fused_kernel import KERNELS
+    from tests.test_fused_kernel import run_kernel
+
+    library = tmp_path / "tail.so"
+    subprocess.run(
+        [
+            "gcc",
+            "-std=c99",
+            "-O2",
+            "-fPIC",
+            "-shared",
+            "-o",
+            str(library),
+            os.path.join(KERNELS, "keras_groupnl_tail.c"),
+            "-lm",
+        ],
+        check=True,
+    )
+    lib = ctypes.CDLL(str(library))
+
+    def evaluate(tail, x):
+        status, out = run_kernel(lib, tail, x)
+        assert status == 0
+        return out
+
+    return evaluate
+
+
+@pytest.mark.parametrize(
+    "kind,strides,mcu_kernel",
+    [
+        ("dense", 1, "fused"),
+        ("sparse", 2, "fused"),
+        ("dense", 2, "fused_channel_tables"),
+    ],
+)
+def test_mcu_fused_kernel(
+    models, data, tmp_path, monkeypatch, kind, strides, mcu_kernel
+):
+    from keras_groupnl.converters import _fused
+    from keras_groupnl.converters import _partitioned
+
+    model = models(kind, strides)
+    x, y = data
+    builtin = convert(model, "mcu", x, tmp_path / "builtin", verbose=0)
+    result = convert(
+        model,
+        "mcu",
+        x,
+        tmp_path / "fused",
+        labels=y,
+        verbose=0,
+        mcu_kernel=mcu_kernel,
+    )
+    report = result.report
+    kernel_files = {
+        "keras_groupnl_tail.c",
+        "keras_groupnl_tail.h",
+        "keras_groupnl_tail_tflm.cc",
+    }
+    assert kernel_files <= set(os.listdir(tmp_path / "fused"))
+    assert not kernel_files & set(os.listdir(tmp_path / "builtin"))
+    # One custom op replaces the tail; nothing of the builtin tail is left.
+    ops, types = _ops_and_types(_read(result.tflite_path))
+    assert ops.count("CUSTOM:KERAS_GROUPNL_TAIL") == 1
+    assert not {"L2_NORMALIZATION", "GATHER", "QUANTIZE", "SPLIT"} & set(ops)
+    assert not types & {"FLOAT32", "FLOAT16", "FLOAT64"}, types
+    ops_header = open(result.files["ops_header"]).read()
+    assert "TFLMRegistration* Register_KERAS_GROUPNL_TAIL();" in ops_header
+    assert (
+        'resolver.AddCustom("KERAS_GROUPNL_TAIL", '
+        "Register_KERAS_GROUPNL_TAIL())" in ops_header
+    )
+    # Verified (TFLite Micro + the reference) against Keras; not timed.
+    assert set(report.verification) == {"tflm_fused"}
+    assert report.top1_agreement >= MIN_AGREEMENT
+    assert report.latency == {}
+    (layer,) = report.groupnl
+    assert layer.variant.startswith("fused KERAS_GROUPNL_TAIL")
+    if mcu_kernel == "fused":
+        assert layer.table_bytes == 256 * 4  # One table per NLF.
+        assert report.sizes["file"] < builtin.report.sizes["file"]
+    else:
+        assert layer.table_bytes == 256 * 16  # One per output channel.
+    # Fewer ops and tensors: no more arena than the builtin graph.
+    assert report.arena.arena_bytes <= builtin.report.arena.arena_bytes
+    # The C kernel, compiled here, gives the same outputs, byte for byte.
+    runner = _partitioned.PartitionedRunner(_read(result.tflite_path))
+    raw = np.clip(
+        np.round(x / runner.input_detail["scale"])
+        + runner.input_detail["zero_point"],
+        -128,
+        127,
+    ).astype(np.int8)
+    expected = [runner.invoke_raw(raw[i : i + 1]) for i in range(8)]
+    monkeypatch.setattr(_fused, "evaluate", _kernel_evaluate(tmp_path))
+    for i, want in enumerate(expected):
+        np.testing.assert_array_equal(runner.invoke_raw(raw[i : i + 1]), want)
+
+
+# --------------------------------------------------------------------------
 # Firmware artefacts.
 
 
@@ -754,6 +862,10 @@ def test_bad_target_and_options(small_model, tmp_path):
         convert(small_model, "mcu", x, tmp_path / "out", labels=[0, 1, 2])
     with pytest.raises(ValueError, match=r"class indices in \[0, 4\)"):
         convert(small_model, "mcu", x, tmp_path / "out", labels=[0, 7])
+    with pytest.raises(ValueError, match=r"mcu_kernel=.fast."):
+        convert(small_model, "mcu", x, tmp_path / "out", mcu_kernel="fast")
+    with pytest.raises(ValueError, match=r"applies to the 'mcu' target"):
+        convert(small_model, "phone", x, tmp_path / "out", mcu_kernel="fused")
     assert list(tmp_path.iterdir()) == []
 
 

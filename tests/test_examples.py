@@ -74,4 +74,7 @@ def test_end_to_end_run_writes_a_consistent_report(tmp_path):
         assert "Claim 'GroupNL within 0.5 point of plain" in report
         assert saved["converged_study"]["variant"] == "dense_r2"
     assert "Clean accuracy: 200 test images" in report
+    # The CPU the latencies came from, with TensorFlow's oneDNN state.
+    assert "TensorFlow oneDNN" in saved["machine"]
+    assert saved["machine"] in report
     assert "groupnl" in report

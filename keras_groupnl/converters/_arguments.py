@@ -13,6 +13,8 @@ from keras_groupnl import _validation
 
 TARGETS = ("phone", "mcu")
 IO_DTYPES = ("float32", "int8")
+# The "mcu" target's GroupNL tails (see `_mcu`).
+MCU_KERNELS = ("builtin", "fused", "fused_channel_tables")
 
 
 def options(
@@ -25,6 +27,7 @@ def options(
     fold_batchnorm,
     integer_only,
     verbose,
+    mcu_kernel="builtin",
 ):
     """The validated options as a plain dict (it crosses processes)."""
     if not isinstance(target, str) or target not in TARGETS:
@@ -39,6 +42,18 @@ def options(
             "`integer_only` applies to the 'phone' target (the 'mcu' target "
             f"is always full-integer). Received: integer_only=True, "
             f"target={target!r}"
+        )
+    if mcu_kernel not in MCU_KERNELS or not isinstance(mcu_kernel, str):
+        raise ValueError(
+            "`mcu_kernel` must be 'builtin' (TFLite Micro's own ops), "
+            "'fused' (one custom op per GroupNL layer, its C kernel written "
+            "beside the model) or 'fused_channel_tables' (the same with a "
+            f"table per channel). Received: mcu_kernel={mcu_kernel!r}"
+        )
+    if mcu_kernel != "builtin" and target != "mcu":
+        raise ValueError(
+            "`mcu_kernel` applies to the 'mcu' target. Received: "
+            f"mcu_kernel={mcu_kernel!r}, target={target!r}"
         )
     if min_top1_agreement is not None:
         _validation.number_in(min_top1_agreement, "min_top1_agreement", 0, 1)
@@ -61,6 +76,7 @@ def options(
         ),
         "fold_batchnorm": _validation.boolean(fold_batchnorm, "fold_batchnorm"),
         "integer_only": integer_only,
+        "mcu_kernel": mcu_kernel,
         "verbose": int(verbose),
     }
 

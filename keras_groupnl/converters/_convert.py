@@ -48,6 +48,7 @@ def convert(
     verification_samples=None,
     min_top1_agreement=None,
     fold_batchnorm=True,
+    mcu_kernel="builtin",
     verbose=1,
 ):
     """Converts a Keras model to a verified int8 TFLite model.
@@ -121,6 +122,19 @@ def convert(
         fold_batchnorm: fold a BatchNormalization (and a following ReLU /
             ReLU6) that directly follows a GroupNL layer into its converted
             form. Defaults to `True`.
+        mcu_kernel: `"mcu"` only: how each GroupNL layer's tail (after its
+            seed conv) runs. `"builtin"`: TFLite Micro's own ops, so the
+            file runs in any TFLite Micro build (and in its Python
+            interpreter). `"fused"`: one `KERAS_GROUPNL_TAIL` custom op per
+            layer, whose C kernel (`keras_groupnl_tail.c` / `.h`,
+            `keras_groupnl_tail_tflm.cc`) is written beside the model and
+            registered in `<name>_ops.h`: far fewer instructions on a
+            Cortex-M with CMSIS-NN, one 256-byte table per NLF.
+            `"fused_channel_tables"`: the same with a 256-byte table per
+            channel (BatchNorm included): fewer instructions, more flash.
+            Verified with TFLite Micro for the builtin ops and the kernel's
+            bit-exact NumPy reference for the fused ones. Defaults to
+            `"builtin"`.
         verbose: 0 (silent) or 1 (stages and progress bars).
 
     Returns:
@@ -148,6 +162,7 @@ def convert(
         fold_batchnorm,
         integer_only,
         verbose,
+        mcu_kernel,
     )
     output_dir = _arguments.output_dir(output_dir)
     model, model_path = _arguments.load_model(model)

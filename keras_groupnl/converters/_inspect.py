@@ -93,15 +93,21 @@ def weight_summary(model):
     return {"ops": ops, "int8": int8, "per_channel": per_channel}
 
 
+# Ops whose input at this position, when constant, is an NLF table: the
+# builtin GATHER's params and the fused GroupNL op's tables.
+_TABLE_INPUTS = {"GATHER": 0, "CUSTOM:KERAS_GROUPNL_TAIL": 1}
+
+
 def table_tensors(model):
-    """Indices of the constant tensors that GATHER ops read as tables."""
+    """Indices of the constant tensors that ops read as NLF tables."""
     subgraph = model.subgraphs[0]
     found = set()
     for op in subgraph.operators or []:
-        if fb.op_name(model, op) == "GATHER":
-            params = subgraph.tensors[int(op.inputs[0])]
+        position = _TABLE_INPUTS.get(fb.op_name(model, op))
+        if position is not None:
+            params = subgraph.tensors[int(op.inputs[position])]
             if fb.buffer_data(model, params) is not None:
-                found.add(int(op.inputs[0]))
+                found.add(int(op.inputs[position]))
     return found
 
 

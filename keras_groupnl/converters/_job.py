@@ -18,6 +18,8 @@ class TargetJob:
         int8_io: int8 (True) or float32 (False) model input and output.
         integer_only: full-integer model (phone option).
         fold: fold BatchNormalization / activation into GroupNL layers.
+        mcu_kernel: the "mcu" target's GroupNL tails: `"builtin"` ops,
+            or the fused op (`"fused"`, `"fused_channel_tables"`).
         on_sample: called with 1 for every calibration sample read.
     """
 
@@ -28,6 +30,7 @@ class TargetJob:
     int8_io: bool
     integer_only: bool = False
     fold: bool = True
+    mcu_kernel: str = "builtin"
     on_sample: typing.Optional[typing.Callable] = None
 
 
@@ -41,7 +44,9 @@ class Converted:
             the file, so they are kept here).
         deployed: the deploy layers that replaced the GroupNL layers.
         tables: `{layer: table bytes}` (lookup graphs; 256 per NLF).
-        runtime: where it is verified: `"litert"` or `"tflm"`.
+        runtime: where it is verified: `"litert"`, `"tflm"`, or
+            `"tflm_fused"` (TFLite Micro for the builtin ops, the NumPy
+            reference for the fused GroupNL ops).
     """
 
     model_bytes: bytes

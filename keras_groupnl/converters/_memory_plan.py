@@ -142,7 +142,10 @@ def add_offline_plan(model):
     metadata = fb.schema.MetadataT()
     metadata.name = METADATA_NAME
     metadata.buffer = fb.add_buffer(model, data)
+    # A plan read back from a file has a bytes name: replace it too.
     model.metadata = [
-        m for m in (model.metadata or []) if m.name != METADATA_NAME
+        m
+        for m in (model.metadata or [])
+        if m.name not in (METADATA_NAME, METADATA_NAME.encode())
     ] + [metadata]
     return size

@@ -42,8 +42,6 @@ from keras_groupnl.converters import _names
 from keras_groupnl.converters import _tflite
 from keras_groupnl.converters._job import Converted
 from keras_groupnl.layers.deploy_form import NORM_EPSILON
-from keras_groupnl.layers.sparse_group_nl_conv2d import sum_block_groups
-from keras_groupnl.layers.sparse_group_nl_conv2d import summation_matrix
 
 FLOAT_SCOPE = "groupnl_float"
 
@@ -60,34 +58,12 @@ INT8_CONCAT_MIN_VALUES = 32 * 1024
 class FloatTailGroupNL(_deploy.DeployedGroupNL):
     """A GroupNL layer as an int8 seed conv and a delegated float tail."""
 
+    # XNNPACK: a 1x1 summation grouped in blocks of at most 32 depthwise
+    # channels adds few MACs and keeps an efficient matmul.
+    summation_block_width = 32
+
     # Set by `call`: whether this layer's tail ends in an int8 concatenation.
     int8_concat = False
-
-    def seed_conv(self, x):
-        """The seed conv; a grouped one as a depthwise conv and a sum.
-
-        XNNPACK runs a grouped conv with few channels per group several
-        times slower than a depthwise conv plus a 1x1 conv that sums each
-        group's depthwise outputs (measured 5x vs 0.8x a plain depthwise
-        block at 16x16x96), as the sparse layer itself computes it.
-        """
-        if self.form.groups == 1:
-            return super().seed_conv(x)
-        import tensorflow as tf
-
-        kernel, summation = _depthwise_and_summation(self.form)
-        form = self.form
-        y = tf.nn.depthwise_conv2d(
-            x,
-            kernel,
-            strides=(1,) + tuple(form.strides) + (1,),
-            padding=form.padding.upper(),
-            dilations=tuple(form.dilation_rate),
-        )
-        y = tf.nn.conv2d(y, summation, 1, "VALID")
-        if form.bias is not None:
-            y = tf.nn.bias_add(y, form.bias)
-        return y
 
     @property
     def variant(self):
@@ -198,25 +174,6 @@ class FloatTailGroupNL(_deploy.DeployedGroupNL):
             np.ascontiguousarray(periods, np.float32),
             np.ascontiguousarray(shifts, np.float32),
         )
-
-
-def _depthwise_and_summation(form):
-    """The grouped seed kernel as a depthwise kernel `(rows, cols, in,
-    multiplier)` and a 1x1 (grouped when wide) 0/1 summation kernel."""
-    rows, cols, group_in, seeds = form.kernel.shape
-    groups = form.groups
-    multiplier = seeds // groups
-    kernel = form.kernel.reshape(rows, cols, group_in, groups, multiplier)
-    kernel = kernel.transpose(0, 1, 3, 2, 4)
-    kernel = kernel.reshape(rows, cols, group_in * groups, multiplier)
-    block_groups = sum_block_groups(groups, group_in, multiplier)
-    block = summation_matrix(block_groups, group_in, multiplier)
-    # One copy of the block matrix per group of the 1x1 conv.
-    summation = np.tile(block, (1, groups // block_groups))
-    return (
-        np.ascontiguousarray(kernel, np.float32),
-        summation.reshape((1, 1) + block.shape[:1] + (seeds,)),
-    )
 
 
 def _depthwise_affine(x, scale, shift):

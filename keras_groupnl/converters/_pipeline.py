@@ -107,6 +107,7 @@ def _measure(model, calibration, x, y, options, workdir, progress):
         int8_io=options["io_dtype"] == "int8",
         integer_only=options["integer_only"],
         fold=options["fold_batchnorm"],
+        mcu_kernel=options.get("mcu_kernel", "builtin"),
         on_sample=progress.bar(len(calibration), "calibrating int8 ranges"),
     )
     converted = TARGET_MODULES[options["target"]].convert(model, job)
@@ -129,16 +130,29 @@ def _check_agreement(report, minimum):
 
 
 def _latencies(ours, twin, sample):
-    """Latency of our model (and the twin's), interleaved in one run."""
-    calls = {"ours": ours.checked.runner.timed_call(sample)}
-    if twin is not None:
-        calls["twin"] = twin.checked.runner.timed_call(sample)
-    timed = _runtime.interleaved_latency(calls)
-    runtime = ours.converted.runtime
-    return {
-        key: {runtime: _report.Latency(note=LATENCY_NOTES[runtime], **value)}
-        for key, value in timed.items()
+    """Latency of our model (and the twin's), interleaved in one run.
+
+    A fused "mcu" model is not timed here: its GroupNL ops run as NumPy on
+    the host, which says nothing of a microcontroller (its Cortex-M
+    estimate does).
+    """
+    measured = {"ours": ours, "twin": twin}
+    runtimes = {
+        key: m.converted.runtime
+        for key, m in measured.items()
+        if m is not None and m.converted.runtime in LATENCY_NOTES
     }
+    calls = {
+        key: measured[key].checked.runner.timed_call(sample) for key in runtimes
+    }
+    timed = _runtime.interleaved_latency(calls) if calls else {}
+    latency = {"ours": {}, "twin": {}}
+    for key, value in timed.items():
+        runtime = runtimes[key]
+        latency[key][runtime] = _report.Latency(
+            note=LATENCY_NOTES[runtime], **value
+        )
+    return latency
 
 
 def _sizes(measured):
@@ -165,9 +179,10 @@ def _groupnl_layers(converted):
 def _comparison(ours, twin, latency, sizes, twin_sizes):
     ratios = {"file": sizes["file"] / twin_sizes["file"]}
     for runtime, value in latency["ours"].items():
-        ratios[f"latency_{runtime}"] = (
-            value.median_ms / latency["twin"][runtime].median_ms
-        )
+        if runtime in latency["twin"]:
+            ratios[f"latency_{runtime}"] = (
+                value.median_ms / latency["twin"][runtime].median_ms
+            )
     arena = twin.checked.arena
     if arena is not None and ours.checked.arena is not None:
         ratios["arena"] = ours.checked.arena.arena_bytes / arena.arena_bytes
@@ -202,7 +217,9 @@ def _build_report(ours, twin, options, calibration_samples, y_verify):
         integer_only=options["integer_only"],
         model=ours.model.name,
         params=int(ours.model.count_params()),
-        files=_artifacts.file_names(options["name"], target),
+        files=_artifacts.file_names(
+            options["name"], target, _artifacts.FUSED_OP in histogram
+        ),
         sizes=sizes,
         input=_inspect.io_tensor(model, "input"),
         output=_inspect.io_tensor(model, "output"),

@@ -94,6 +94,10 @@ def _check_float_ops(model, op_layers, allowed, target):
     )
 
 
+# The fused GroupNL op: its kernel is written beside the model.
+FUSED_OP = "CUSTOM:KERAS_GROUPNL_TAIL"
+
+
 def _check_micro_ops(model, op_layers):
     if _inspect.float_tensor_count(model):
         raise ConversionError(
@@ -101,7 +105,7 @@ def _check_micro_ops(model, op_layers):
         )
     for index, op in enumerate(model.subgraphs[0].operators):
         name = fb.op_name(model, op)
-        if name not in fb.TFLM_RESOLVER_METHODS:
+        if name not in fb.TFLM_RESOLVER_METHODS and name != FUSED_OP:
             layer = op_layers[index]
             where = f"Layer '{layer}'" if layer else "The model"
             raise ConversionError(

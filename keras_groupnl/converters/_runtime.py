@@ -166,16 +166,21 @@ class TFLMRunner(_Runner):
         )
 
     def invoke_raw(self, raw):
+        return self.invoke_all([raw], outputs=1)[0]
+
+    def invoke_all(self, raws, outputs):
+        """Runs the model on its inputs `raws`; its first `outputs` outputs."""
         with _native_logs.captured() as log:
             try:
-                self.interpreter.set_input(raw, 0)
+                for index, raw in enumerate(raws):
+                    self.interpreter.set_input(raw, index)
                 self.interpreter.invoke()
                 failed = None
             except RuntimeError as error:
                 failed = error
         if failed is not None:
             raise TFLMError(f"TFLite Micro failed: {failed}", log["text"])
-        return self.interpreter.get_output(0)
+        return [self.interpreter.get_output(i) for i in range(outputs)]
 
     def measure_arena(self, sample):
         """The smallest tensor arena TFLite Micro runs the model in.
@@ -190,7 +195,12 @@ class TFLMRunner(_Runner):
 
         Returns `{"arena_bytes", "activation_bytes", "bookkeeping_bytes"}`.
         """
-        raw = _quantize(sample[None], self.input_detail)
+        return self.measure_arena_raw(
+            _quantize(sample[None], self.input_detail)
+        )
+
+    def measure_arena_raw(self, raw):
+        """`measure_arena` for an already quantized batch of one."""
         self.invoke_raw(raw)
         with _native_logs.captured() as log:
             self.interpreter.print_allocations()

@@ -1,7 +1,5 @@
 """The conversion report as a plain-text table (`ConversionReport.summary`)."""
 
-from keras_groupnl.analysis.machine import Machine
-
 
 def _quantization(io):
     if io.get("scale") is None:
@@ -77,6 +75,10 @@ def _run_rows(report):
         text += f" ({lat.runs} runs)" + (f"; {lat.note}" if lat.note else "")
         yield f"latency {runtime}", text
     if report.machine:
+        # Imported here: `keras_groupnl.analysis` imports Keras, which the
+        # CLI's usage errors must not wait for.
+        from keras_groupnl.analysis.machine import Machine
+
         yield "measured on", Machine(**report.machine).label()
     if report.delegation is not None:
         d = report.delegation
@@ -127,6 +129,8 @@ def _comparison_rows(report):
     )
     for runtime, lat in c.latency.items():
         ours = report.latency.get(runtime)
+        if ours is None:  # e.g. a fused "mcu" model, not timed on the host
+            continue
         yield (
             f"latency {runtime}",
             (

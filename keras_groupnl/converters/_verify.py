@@ -61,6 +61,8 @@ def check_runtime(converted, reference, x, labels, progress):
     """Runs `converted` on `x` in its runtime; returns a `Checked`."""
     if converted.runtime == "tflm":
         checked = _check_tflm(converted, reference, x, labels, progress)
+    elif converted.runtime == "tflm_fused":
+        checked = _check_fused(converted, reference, x, labels, progress)
     else:
         checked = _check_litert(converted, reference, x, labels, progress)
     if labels is not None and np.ndim(reference) == 2:
@@ -112,6 +114,35 @@ def _check_tflm(converted, reference, x, labels, progress):
         sample=x[0],
         num_samples=len(x),
         arena=_report.Arena(**arena),
+    )
+
+
+def _check_fused(converted, reference, x, labels, progress):
+    """TFLite Micro for the builtin ops, the NumPy reference (what the C
+    kernel computes) for the fused ones; the arena on the stand-in."""
+    from keras_groupnl.converters import _partitioned
+
+    try:
+        runner = _partitioned.PartitionedRunner(converted.model_bytes)
+        advance = progress.bar(len(x), "running it (TFLite Micro + kernel)")
+        output = runner.predict(x, advance)
+        raw = _runtime._quantize(x[:1], runner.input_detail)
+        arena = _partitioned.arena(converted.model_bytes, raw)
+    except _runtime.TFLMError as error:
+        raise tflm_failure(error, converted) from None
+    return Checked(
+        runner,
+        {"tflm_fused": compare(reference, output, labels)},
+        sample=x[0],
+        num_samples=len(x),
+        arena=_report.Arena(
+            **arena,
+            measured_with=(
+                "tflite-micro Python interpreter on a stand-in with a PAD "
+                "for every fused op, plus the fused ops' scratch (64-bit "
+                "host)"
+            ),
+        ),
     )
 
 

@@ -1,0 +1,1 @@
+"""C sources of the fused GroupNL kernel that the "mcu" target writes."""

@@ -1,0 +1,49 @@
+/* keras-groupnl: the fused GroupNL tail for microcontrollers.
+ *
+ * One call computes everything a GroupNL layer does after its seed
+ * convolution (L2 normalisation, the sinusoid tables, the folded
+ * BatchNorm and ReLU / ReLU6) for int8 tensors. The arithmetic is defined
+ * in keras_groupnl/converters/_fused.py, whose NumPy reference gives the
+ * same bytes. Plain C99; do not compile with -ffast-math (it changes the
+ * float32 square root and division the normalisation relies on).
+ */
+#ifndef KERAS_GROUPNL_TAIL_H_
+#define KERAS_GROUPNL_TAIL_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Columns of the int32 channel plan, one row per output channel. */
+enum {
+  KERAS_GROUPNL_SEED = 0,   /* the seed channel the output comes from */
+  KERAS_GROUPNL_TABLE = 1,  /* its table, or -1 for the unit vector */
+  KERAS_GROUPNL_MUL = 2,    /* A */
+  KERAS_GROUPNL_ADD = 3,    /* B (rounding included) */
+  KERAS_GROUPNL_SHIFT = 4,  /* S */
+  KERAS_GROUPNL_PLAN_COLUMNS = 5
+};
+
+/* Modes (header[3]). */
+enum {
+  KERAS_GROUPNL_NLF_TABLES = 0,     /* one table per NLF, BatchNorm per channel */
+  KERAS_GROUPNL_CHANNEL_TABLES = 1  /* one table per output channel */
+};
+
+/* Computes `pixels` output vectors of `filters` int8 channels from as many
+ * input vectors of `seeds` int8 seed maps. `header` is {zero point of x,
+ * output min, output max, mode}; `tables` holds 256 int8 values per
+ * table; `unit` is scratch memory of `seeds` bytes. Returns 0, or -1 for
+ * an unknown mode. */
+int keras_groupnl_tail_s8(const int8_t* x, int32_t pixels, int32_t seeds,
+                          const int8_t* tables, const int32_t* plan,
+                          int32_t filters, const int32_t* header,
+                          int8_t* unit, int8_t* out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KERAS_GROUPNL_TAIL_H_ */

@@ -1,0 +1,79 @@
+// keras-groupnl: the fused GroupNL tail as a TensorFlow Lite Micro custom op.
+//
+// Register it with
+//   resolver.AddCustom("KERAS_GROUPNL_TAIL", Register_KERAS_GROUPNL_TAIL());
+// (the generated <model>_ops.h does). Inputs: int8 seed maps, int8 tables,
+// int32 channel plan, int32 header; output: int8 (see keras_groupnl_tail.h).
+#include "tensorflow/lite/c/common.h"
+#include "tensorflow/lite/micro/kernels/kernel_util.h"
+#include "tensorflow/lite/micro/micro_common.h"
+#include "tensorflow/lite/micro/micro_context.h"
+
+extern "C" {
+#include "keras_groupnl_tail.h"
+}
+
+namespace {
+
+struct OpData {
+  int unit_buffer;  // scratch: one pixel's unit vector, `seeds` bytes
+};
+
+void* Init(TfLiteContext* context, const char* buffer, size_t length) {
+  return context->AllocatePersistentBuffer(context, sizeof(OpData));
+}
+
+TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
+  TF_LITE_ENSURE_EQ(context, tflite::NumInputs(node), 4);
+  TF_LITE_ENSURE_EQ(context, tflite::NumOutputs(node), 1);
+  tflite::MicroContext* micro = tflite::GetMicroContext(context);
+  TfLiteTensor* x = micro->AllocateTempInputTensor(node, 0);
+  TfLiteTensor* plan = micro->AllocateTempInputTensor(node, 2);
+  TfLiteTensor* out = micro->AllocateTempOutputTensor(node, 0);
+  TF_LITE_ENSURE(context, x != nullptr && plan != nullptr && out != nullptr);
+  TF_LITE_ENSURE_TYPES_EQ(context, x->type, kTfLiteInt8);
+  TF_LITE_ENSURE_TYPES_EQ(context, out->type, kTfLiteInt8);
+  TF_LITE_ENSURE_TYPES_EQ(context, plan->type, kTfLiteInt32);
+  const int dims = x->dims->size;
+  const int seeds = x->dims->data[dims - 1];
+  TF_LITE_ENSURE_EQ(context, out->dims->data[dims - 1], plan->dims->data[0]);
+  auto* data = static_cast<OpData*>(node->user_data);
+  TfLiteStatus status = context->RequestScratchBufferInArena(
+      context, seeds, &data->unit_buffer);
+  micro->DeallocateTempTfLiteTensor(x);
+  micro->DeallocateTempTfLiteTensor(plan);
+  micro->DeallocateTempTfLiteTensor(out);
+  return status;
+}
+
+TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
+  const TfLiteEvalTensor* x = tflite::micro::GetEvalInput(context, node, 0);
+  const TfLiteEvalTensor* tables =
+      tflite::micro::GetEvalInput(context, node, 1);
+  const TfLiteEvalTensor* plan = tflite::micro::GetEvalInput(context, node, 2);
+  const TfLiteEvalTensor* header =
+      tflite::micro::GetEvalInput(context, node, 3);
+  TfLiteEvalTensor* out = tflite::micro::GetEvalOutput(context, node, 0);
+  const int dims = x->dims->size;
+  const int32_t seeds = x->dims->data[dims - 1];
+  int32_t pixels = 1;
+  for (int i = 0; i < dims - 1; ++i) pixels *= x->dims->data[i];
+  auto* data = static_cast<OpData*>(node->user_data);
+  auto* unit =
+      static_cast<int8_t*>(context->GetScratchBuffer(context, data->unit_buffer));
+  const int status = keras_groupnl_tail_s8(
+      tflite::micro::GetTensorData<int8_t>(x), pixels, seeds,
+      tflite::micro::GetTensorData<int8_t>(tables),
+      tflite::micro::GetTensorData<int32_t>(plan), plan->dims->data[0],
+      tflite::micro::GetTensorData<int32_t>(header), unit,
+      tflite::micro::GetTensorData<int8_t>(out));
+  return status == 0 ? kTfLiteOk : kTfLiteError;
+}
+
+}  // namespace
+
+TFLMRegistration* Register_KERAS_GROUPNL_TAIL() {
+  static TFLMRegistration registration =
+      tflite::micro::RegisterOp(Init, Prepare, Eval);
+  return &registration;
+}

@@ -1,0 +1,244 @@
+"""The fused GroupNL tail: its C kernel against its NumPy reference.
+
+`keras_groupnl/converters/kernels/keras_groupnl_tail.c` is what a
+microcontroller runs; `_fused.evaluate` is what the converter verifies
+with. Compiled here with the host's C compiler, the kernel must give the
+same bytes as the reference, for both table modes, on tails built from real
+GroupNL layers and on adversarial inputs. NumPy only: no backend needed.
+"""
+
+import ctypes
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from keras_groupnl.converters import _deploy
+from keras_groupnl.converters import _fused
+from keras_groupnl.layers import GroupNLConv2D
+from keras_groupnl.layers.deploy_form import make_deploy_form
+
+KERNELS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "keras_groupnl",
+    "converters",
+    "kernels",
+)
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    """The C kernel as a shared library, built with the strict flags."""
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    assert compiler, "a C compiler is needed to test the fused kernel"
+    library = tmp_path_factory.mktemp("kernel") / "tail.so"
+    subprocess.run(
+        [
+            compiler,
+            "-std=c99",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-fPIC",
+            "-shared",
+            os.path.join(KERNELS, "keras_groupnl_tail.c"),
+            "-o",
+            str(library),
+            "-lm",
+        ],
+        check=True,
+    )
+    lib = ctypes.CDLL(str(library))
+    lib.keras_groupnl_tail_s8.restype = ctypes.c_int
+    return lib
+
+
+def run_kernel(lib, tail, x):
+    x = np.ascontiguousarray(x, np.int8)
+    seeds = x.shape[-1]
+    pixels = x.size // seeds
+    tables = np.ascontiguousarray(tail.tables, np.int8)
+    plan = np.ascontiguousarray(tail.channels, np.int32)
+    header = tail.header()
+    out = np.zeros(x.shape[:-1] + (tail.filters,), np.int8)
+    unit = np.zeros(seeds, np.int8)
+
+    def pointer(array):
+        return ctypes.c_void_p(array.ctypes.data)
+
+    status = lib.keras_groupnl_tail_s8(
+        pointer(x),
+        ctypes.c_int32(pixels),
+        ctypes.c_int32(seeds),
+        pointer(tables),
+        pointer(plan),
+        ctypes.c_int32(tail.filters),
+        pointer(header),
+        pointer(unit),
+        pointer(out),
+    )
+    return status, out
+
+
+def layer_form(filters, ratio, groups, seed=0, shuffle=False):
+    rng = np.random.default_rng(seed)
+    layer = GroupNLConv2D(
+        filters,
+        3,
+        reduction_ratio=ratio,
+        num_groups=groups,
+        shuffle=shuffle,
+        period_range=(0.5, 4.0),
+        seed=seed,
+    )
+    layer(rng.standard_normal((1, 5, 5, 6)).astype("float32"))
+    return make_deploy_form(layer)
+
+
+def random_fold(filters, activation, seed=0):
+    rng = np.random.default_rng(seed)
+    return _deploy.Fold(
+        scale=rng.uniform(-3, 3, filters).astype(np.float32),
+        shift=rng.uniform(-1, 1, filters).astype(np.float32),
+        activation=activation,
+        layers=("bn",),
+    )
+
+
+def seed_maps(pixels, seeds, zero_point, seed=0):
+    """Random int8 seed maps with the hard cases: all at the zero point
+    (a zero vector), one non-zero channel, extremes of the int8 range."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (pixels, seeds))
+    x[0] = zero_point
+    x[1] = zero_point
+    x[1, 0] = zero_point + 1 if zero_point < 127 else zero_point - 1
+    x[2] = -128
+    x[3] = 127
+    x[4, ::2] = -128
+    x[4, 1::2] = 127
+    small = rng.integers(-2, 3, (pixels // 4, seeds)) + zero_point
+    x[-len(small) :] = np.clip(small, -128, 127)
+    return x.astype(np.int8)
+
+
+CASES = {
+    "r2_relu": dict(filters=16, ratio=2, groups=4, activation="relu"),
+    "r4_relu6": dict(filters=24, ratio=4, groups=3, activation="relu6"),
+    "r3_uneven_shuffle": dict(
+        filters=20, ratio=3, groups=2, activation=None, shuffle=True
+    ),
+    "r1_norm_only": dict(filters=8, ratio=1, groups=1, activation="relu"),
+    "no_fold": dict(filters=16, ratio=2, groups=4, activation="none"),
+}
+
+
+@pytest.mark.parametrize("mode", _fused.MODES)
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("zero_point", [-128, -7, 90])
+def test_kernel_matches_reference(kernel, mode, name, zero_point):
+    case = dict(CASES[name])
+    activation = case.pop("activation")
+    form = layer_form(
+        case["filters"],
+        case["ratio"],
+        case["groups"],
+        shuffle=case.get("shuffle", False),
+    )
+    fold = (
+        None
+        if activation == "none"
+        else random_fold(form.filters, activation, seed=len(name))
+    )
+    tail = _fused.build(form, fold, zero_point, 0.05, -20, mode)
+    x = seed_maps(257, form.seed_channels, zero_point).reshape(
+        1, 257, 1, form.seed_channels
+    )
+    status, out = run_kernel(kernel, tail, x)
+    assert status == 0
+    np.testing.assert_array_equal(out, _fused.evaluate(tail, x))
+
+
+def test_channel_tables_equal_nlf_tables(kernel):
+    form = layer_form(32, 2, 4, seed=1)
+    fold = random_fold(form.filters, "relu6", seed=2)
+    x = seed_maps(300, form.seed_channels, 3, seed=3)
+    per_nlf = _fused.build(form, fold, 3, 0.03, -128, "nlf_tables")
+    per_channel = _fused.build(form, fold, 3, 0.03, -128, "channel_tables")
+    assert per_nlf.tables.shape == (4, 256)
+    assert per_channel.tables.shape == (form.filters, 256)
+    np.testing.assert_array_equal(
+        _fused.evaluate(per_nlf, x), _fused.evaluate(per_channel, x)
+    )
+    np.testing.assert_array_equal(
+        run_kernel(kernel, per_channel, x)[1], run_kernel(kernel, per_nlf, x)[1]
+    )
+
+
+def test_unknown_mode_is_refused(kernel):
+    form = layer_form(16, 2, 4)
+    tail = _fused.build(form, None, 0, 1 / 128, 0, "nlf_tables")
+    broken = _fused.FusedTail(
+        tail.layer, 0, tail.tables, tail.channels, -128, 127, mode=7
+    )
+    status, _ = run_kernel(kernel, broken, np.zeros((2, 8), np.int8))
+    assert status == -1
+
+
+def test_unit_vectors_are_the_l2_normalised_seed_maps():
+    rng = np.random.default_rng(0)
+    d = rng.integers(-100, 100, (500, 12))
+    u = _fused.unit_vectors(d.astype(np.int8), 0).astype(np.float64) / 128
+    norm = np.linalg.norm(d, axis=-1, keepdims=True)
+    expected = np.clip(d / np.maximum(norm, 1), -1, 127 / 128)
+    # int8 rounding (half a step) plus the truncated float32 multiplier.
+    assert np.max(np.abs(u - expected)) <= 0.5 / 128 + 1e-6
+    zero = _fused.unit_vectors(np.full((1, 4), 5, np.int8), 5)
+    assert not zero.any()
+
+
+def test_fold_and_activation_match_the_float_layer():
+    # Mode 0's requantization is the folded BatchNorm (and ReLU6) in
+    # output units, to half a step.
+    form = layer_form(16, 2, 4, seed=4)
+    fold = random_fold(form.filters, "relu6", seed=5)
+    scale, zero_point = 0.04, -10
+    tail = _fused.build(form, fold, 0, scale, zero_point, "nlf_tables")
+    x = seed_maps(200, form.seed_channels, 0, seed=6)
+    out = _fused.evaluate(tail, x).astype(np.float64)
+    u = _fused.unit_vectors(x, 0).astype(np.float64) / 128
+    table = tail.tables.astype(np.float64) / 128
+    v = np.concatenate(
+        [
+            u,
+            table[
+                tail.channels[form.seed_channels :, 1],
+                (u[:, form.source] * 128).astype(int) + 128,
+            ],
+        ],
+        axis=1,
+    )
+    real = np.clip(v * fold.scale + fold.shift, 0, 6)
+    want = np.clip(np.round(real / scale) + zero_point, -128, 127)
+    assert np.max(np.abs(out - want)) <= 1
+    assert out.min() >= zero_point  # ReLU: nothing below real 0.
+    assert out.max() <= zero_point + round(6 / scale)
+
+
+def test_too_many_seed_maps_is_refused():
+    form = layer_form(16, 2, 4)
+    wide = _fused.MAX_SEEDS + 1
+    big = form.__class__(
+        **{
+            **form.__dict__,
+            "kernel": np.zeros((1, 1, 1, wide), np.float32),
+            "group_of_channel": np.zeros(wide, np.int64),
+            "source": np.zeros(0, np.int64),
+            "copy": np.zeros(0, np.int64),
+        }
+    )
+    with pytest.raises(ValueError, match="at most 1024 seed maps"):
+        _fused.build(big, None, 0, 1 / 128, 0, "nlf_tables")
