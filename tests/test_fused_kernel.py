@@ -61,7 +61,7 @@ def run_kernel(lib, tail, x):
     seeds = x.shape[-1]
     pixels = x.size // seeds
     tables = np.ascontiguousarray(tail.tables, np.int8)
-    plan = np.ascontiguousarray(tail.channels, np.int32)
+    plan = np.ascontiguousarray(tail.plan, np.int32)
     header = tail.header()
     out = np.zeros(x.shape[:-1] + (tail.filters,), np.int8)
     unit = np.zeros(seeds, np.int8)
@@ -178,11 +178,47 @@ def test_channel_tables_equal_nlf_tables(kernel):
     )
 
 
+def check_plan(lib, tail, seeds):
+    plan = np.ascontiguousarray(tail.plan, np.int32)
+    return lib.keras_groupnl_tail_check_plan(
+        ctypes.c_void_p(plan.ctypes.data),
+        ctypes.c_int32(plan.shape[1]),
+        ctypes.c_int32(seeds),
+        ctypes.c_int32(len(tail.tables)),
+        ctypes.c_int32(tail.mode),
+    )
+
+
+@pytest.mark.parametrize("mode", _fused.MODES)
+def test_plan_check_accepts_built_plans_and_refuses_broken_ones(kernel, mode):
+    # The TFLite Micro op checks the plan once (Prepare) with this, so
+    # that the kernel may rely on its layout.
+    form = layer_form(24, 4, 3, seed=2)
+    tail = _fused.build(form, random_fold(24, "relu", 1), 0, 0.1, 0, mode)
+    seeds = form.seed_channels
+    assert check_plan(kernel, tail, seeds) == 0
+
+    def broken(channel, field, value):
+        plan = tail.plan.copy()
+        plan[field, channel] = value
+        return _fused.FusedTail(
+            tail.layer, 0, tail.tables, plan, -128, 127, tail.mode
+        )
+
+    assert check_plan(kernel, broken(seeds + 1, 0, seeds), seeds) == -1
+    assert check_plan(kernel, broken(seeds + 1, 1, 99), seeds) == -1
+    if mode == "nlf_tables":
+        assert check_plan(kernel, broken(0, 1, 0), seeds) == -1
+        assert check_plan(kernel, broken(1, 0, 0), seeds) == -1
+    else:
+        assert check_plan(kernel, broken(2, 1, 3), seeds) == -1
+
+
 def test_unknown_mode_is_refused(kernel):
     form = layer_form(16, 2, 4)
     tail = _fused.build(form, None, 0, 1 / 128, 0, "nlf_tables")
     broken = _fused.FusedTail(
-        tail.layer, 0, tail.tables, tail.channels, -128, 127, mode=7
+        tail.layer, 0, tail.tables, tail.plan, -128, 127, mode=7
     )
     status, _ = run_kernel(kernel, broken, np.zeros((2, 8), np.int8))
     assert status == -1
@@ -215,7 +251,7 @@ def test_fold_and_activation_match_the_float_layer():
         [
             u,
             table[
-                tail.channels[form.seed_channels :, 1],
+                tail.plan[1, form.seed_channels :],
                 (u[:, form.source] * 128).astype(int) + 128,
             ],
         ],

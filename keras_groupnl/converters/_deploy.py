@@ -186,6 +186,15 @@ def _is_graph_model(model):
     return isinstance(config, dict) and "input_layers" in config
 
 
+def all_layers(model):
+    """Every layer of `model`, nested models' layers included."""
+    found = []
+    for layer in getattr(model, "layers", []):
+        found.append(layer)
+        found.extend(all_layers(layer))
+    return found
+
+
 def groupnl_layers(model):
     """Every GroupNL layer of `model`, nested models included."""
     found = []

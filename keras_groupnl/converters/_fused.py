@@ -13,8 +13,9 @@ The op, `KERAS_GROUPNL_TAIL` (custom code), reads
 
 - input 0: the int8 seed maps `x`, `(batch, rows, cols, seeds)`;
 - input 1: int8 tables `(tables, 256)`;
-- input 2: int32 channel plan `(filters, 5)`: per output channel its seed
-  channel, its table (-1: none), multiplier `A`, offset `B`, shift `S`;
+- input 2: int32 channel plan `(5, filters)`: rows are, per output
+  channel, its seed channel, its table (-1: none), multiplier `A`, offset
+  `B` and shift `S` (a row per field, so kernels load them as vectors);
 - input 3: int32 header `(4,)`: zero point of `x`, output min and max,
   mode;
 
@@ -63,7 +64,7 @@ class FusedTail:
         layer: the GroupNL layer's name.
         zero_point: zero point of the int8 seed maps.
         tables: int8 `(tables, 256)`.
-        channels: int32 `(filters, 5)`: seed, table, A, B, S per channel.
+        plan: int32 `(5, filters)`: seed, table, A, B, S of every channel.
         out_min, out_max: the output clamp (the fused activation).
         mode: 0 (`"nlf_tables"`) or 1 (`"channel_tables"`).
     """
@@ -71,18 +72,18 @@ class FusedTail:
     layer: str
     zero_point: int
     tables: np.ndarray
-    channels: np.ndarray
+    plan: np.ndarray
     out_min: int
     out_max: int
     mode: int
 
     @property
     def seeds(self):
-        return int(self.channels[:, 0].max()) + 1
+        return int(self.plan[0].max()) + 1
 
     @property
     def filters(self):
-        return int(len(self.channels))
+        return int(self.plan.shape[1])
 
     def header(self):
         return np.array(
@@ -105,13 +106,12 @@ def unit_vectors(x, zero_point):
 def evaluate(tail, x):
     """The op's int8 output for int8 seed maps `x` (bit-exact reference)."""
     u = unit_vectors(x, tail.zero_point).astype(np.int32)
-    source = tail.channels[:, 0]
-    table = tail.channels[:, 1]
+    source, table = tail.plan[0], tail.plan[1]
     picked = u[..., source]  # (..., filters)
     if tail.mode == 1:
         return tail.tables[table, picked + 128]
     v = _table_values(picked, table, tail.tables)
-    return _requantize(v, tail.channels, tail.out_min, tail.out_max)
+    return _requantize(v, tail.plan, tail.out_min, tail.out_max)
 
 
 def _table_values(picked, table, tables):
@@ -123,8 +123,8 @@ def _table_values(picked, table, tables):
     return np.where(table < 0, picked, looked_up.astype(np.int32))
 
 
-def _requantize(v, channels, out_min, out_max):
-    a, b, shift = (channels[:, i].astype(np.int32) for i in (2, 3, 4))
+def _requantize(v, plan, out_min, out_max):
+    a, b, shift = (plan[i].astype(np.int32) for i in (2, 3, 4))
     y = (v.astype(np.int32) * a + b) >> shift
     return np.clip(y, out_min, out_max).astype(np.int8)
 
@@ -160,13 +160,13 @@ def build(form, fold, zero_point, out_scale, out_zero_point, mode):
     # out = v / 128 * scale + shift, in output units: alpha * v + beta.
     alpha = np.asarray(scale, np.float64) / (128.0 * out_scale)
     beta = np.asarray(shift, np.float64) / out_scale + out_zero_point
-    channels = _requantization(source, table, alpha, beta)
+    plan = _requantization(source, table, alpha, beta)
     if mode == "nlf_tables":
         return FusedTail(
             form.name,
             int(zero_point),
             nlf_tables,
-            channels,
+            plan,
             out_min,
             out_max,
             0,
@@ -176,14 +176,14 @@ def build(form, fold, zero_point, out_scale, out_zero_point, mode):
     v = _table_values(
         np.broadcast_to(inputs, (256, filters)), table, nlf_tables
     )
-    per_channel = _requantize(v, channels, out_min, out_max).T
-    channels = np.zeros((filters, 5), np.int32)
-    channels[:, 0], channels[:, 1] = source, np.arange(filters)
+    per_channel = _requantize(v, plan, out_min, out_max).T
+    plan = np.zeros((5, filters), np.int32)
+    plan[0], plan[1] = source, np.arange(filters)
     return FusedTail(
         form.name,
         int(zero_point),
         np.ascontiguousarray(per_channel),
-        channels,
+        plan,
         out_min,
         out_max,
         1,
@@ -210,7 +210,8 @@ def _clamp(activation, scale, zero_point):
 
 
 def _requantization(source, table, alpha, beta):
-    """The int32 plan `(seed, table, A, B, S)` of `round(alpha * v + beta)`.
+    """The int32 plan `(5, filters)` (seed, table, A, B, S) of
+    `round(alpha * v + beta)`.
 
     `S` is the largest shift (at most 30) that keeps `|v * A + B|` below
     2^31 for every int8 `v`; `B` carries the rounding half.
@@ -228,4 +229,4 @@ def _requantization(source, table, alpha, beta):
                 f"Received: scale {a!r}, shift {b!r} in output units"
             )
         rows.append((c, t, big_a, big_b, shift))
-    return np.asarray(rows, np.int64).astype(np.int32)
+    return np.ascontiguousarray(np.asarray(rows, np.int64).T.astype(np.int32))

@@ -120,7 +120,7 @@ def _custom_op(model, subgraph, tail, source, output):
         )
         for role, tensor_type, value in (
             ("tables", schema.TensorType.INT8, tail.tables),
-            ("plan", schema.TensorType.INT32, tail.channels),
+            ("plan", schema.TensorType.INT32, tail.plan),
             ("header", schema.TensorType.INT32, tail.header()),
         )
     ]

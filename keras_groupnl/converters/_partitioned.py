@@ -95,7 +95,7 @@ def _tail(model, op):
         layer="",
         zero_point=int(header[0]),
         tables=value(1),
-        channels=value(2),
+        plan=value(2),
         out_min=int(header[1]),
         out_max=int(header[2]),
         mode=int(header[3]),

@@ -15,6 +15,7 @@ import numpy as np
 
 from keras_groupnl.analysis.machine import describe_machine
 from keras_groupnl.converters import _artifacts
+from keras_groupnl.converters import _cortex_m
 from keras_groupnl.converters import _flatbuffer as fb
 from keras_groupnl.converters import _inspect
 from keras_groupnl.converters import _mcu
@@ -176,8 +177,21 @@ def _groupnl_layers(converted):
     ]
 
 
-def _comparison(ours, twin, latency, sizes, twin_sizes):
+def _estimate(measured, target):
+    """The Cortex-M cost model's estimate of an "mcu" model, or `None`."""
+    if target != "mcu":
+        return None
+    return _cortex_m.estimate(measured.converted.model_bytes)
+
+
+def _comparison(ours, twin, latency, sizes, twin_sizes, target):
     ratios = {"file": sizes["file"] / twin_sizes["file"]}
+    estimates = _estimate(ours, target), _estimate(twin, target)
+    if estimates[0] is not None:
+        for name, value in estimates[0].items():
+            ratios[f"cortex_m:{name}"] = (
+                value["instructions"] / estimates[1][name]["instructions"]
+            )
     for runtime, value in latency["ours"].items():
         if runtime in latency["twin"]:
             ratios[f"latency_{runtime}"] = (
@@ -200,6 +214,7 @@ def _comparison(ours, twin, latency, sizes, twin_sizes):
         arena=arena,
         delegation=twin.checked.delegation,
         ratios=ratios,
+        cortex_m=estimates[1],
     )
 
 
@@ -242,10 +257,11 @@ def _build_report(ours, twin, options, calibration_samples, y_verify):
         comparison=(
             None
             if twin is None
-            else _comparison(ours, twin, latency, sizes, _sizes(twin))
+            else _comparison(ours, twin, latency, sizes, _sizes(twin), target)
         ),
         toolchain=_toolchain(target),
         machine=describe_machine(tensorflow=True).to_dict(),
+        cortex_m=_estimate(ours, target),
     )
 
 

@@ -82,6 +82,7 @@ class Comparison:
     arena: typing.Optional[Arena] = None
     delegation: typing.Optional[Delegation] = None
     ratios: typing.Dict[str, float] = dataclasses.field(default_factory=dict)
+    cortex_m: typing.Optional[typing.Dict[str, typing.Any]] = None
 
 
 @dataclasses.dataclass
@@ -113,6 +114,10 @@ class ConversionReport:
         resolver_ops: `MicroMutableOpResolver` methods (mcu).
         comparison: the plain twin, when `compare_with` was given.
         toolchain: package versions.
+        cortex_m: "mcu": estimated instructions per inference on a
+            Cortex-M4F and a Cortex-M55, with CMSIS-NN and with reference
+            kernels (`{target: {"instructions", "by_op", "unmodelled"}}`,
+            the cost model of `_cortex_m`), instead of a host latency.
         machine: the CPU the latencies were measured on
             (`keras_groupnl.analysis.Machine.to_dict()`: model name, vector
             ISA, cores, TensorFlow oneDNN on or off).
@@ -147,6 +152,7 @@ class ConversionReport:
     machine: typing.Dict[str, typing.Any] = dataclasses.field(
         default_factory=dict
     )
+    cortex_m: typing.Optional[typing.Dict[str, typing.Any]] = None
     format_version: int = FORMAT_VERSION
 
     @property

@@ -95,6 +95,16 @@ def _run_rows(report):
                 f"bookkeeping {a.bookkeeping_bytes:,}; measured in TFLM)"
             ),
         )
+    for name, estimate in (report.cortex_m or {}).items():
+        yield (
+            f"est. {name}",
+            f"{estimate['instructions']:,} instructions / inference"
+            + (
+                f" (not modelled: {', '.join(estimate['unmodelled'])})"
+                if estimate["unmodelled"]
+                else ""
+            ),
+        )
     if report.resolver_ops:
         ops = report.resolver_ops
         yield (
@@ -150,6 +160,13 @@ def _comparison_rows(report):
     if c.delegation is not None and report.delegation is not None:
         ours, plain = report.delegation.partitions, c.delegation.partitions
         yield "XNNPACK partitions", f"{ours}  |  {plain}  |"
+    for name, estimate in (c.cortex_m or {}).items():
+        ours = report.cortex_m[name]["instructions"]
+        yield (
+            f"est. {name}",
+            f"{ours:,}  |  {estimate['instructions']:,}  |  "
+            f"{c.ratios[f'cortex_m:{name}']:.2f}x instructions",
+        )
     if c.top1_agreement is not None:
         yield (
             "top-1 vs keras",

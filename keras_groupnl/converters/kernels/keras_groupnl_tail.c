@@ -1,4 +1,8 @@
-/* keras-groupnl: the fused GroupNL tail (see keras_groupnl_tail.h). */
+/* keras-groupnl: the fused GroupNL tail (see keras_groupnl_tail.h).
+ *
+ * Plain C, plus a Helium (MVE) path for cores that have it (Cortex-M55,
+ * M85): the same arithmetic on vectors of four channels, giving the same
+ * bytes. */
 #include "keras_groupnl_tail.h"
 
 #include <math.h>
@@ -7,68 +11,206 @@
 #error "keras_groupnl_tail.c must not be compiled with -ffast-math"
 #endif
 
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#include <arm_mve.h>
+#define KERAS_GROUPNL_MVE 1
+#endif
+
 #define KERAS_GROUPNL_UNIT_SHIFT 23
+#define KERAS_GROUPNL_HALF (1 << (KERAS_GROUPNL_UNIT_SHIFT - 1))
 
 static inline int32_t clamp_s32(int32_t v, int32_t low, int32_t high) {
-  return v < low ? low : (v > high ? high : v);
+  v = v < low ? low : v;
+  return v > high ? high : v;
 }
 
-/* The int8 unit vector of one pixel's seed maps, in units of 1/128. */
-static void unit_vector(const int8_t* x, int32_t seeds, int32_t zero_point,
-                        int8_t* unit) {
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+#include <arm_acle.h>
+/* One SSAT instruction: clamp to the int8 range. */
+#define KERAS_GROUPNL_SAT8(v) __ssat((v), 8)
+#else
+#define KERAS_GROUPNL_SAT8(v) clamp_s32((v), -128, 127)
+#endif
+
+/* The plan's rows (see keras_groupnl_tail.h). */
+typedef struct {
+  const int32_t* seed;
+  const int32_t* table;
+  const int32_t* mul;
+  const int32_t* add;
+  const int32_t* shift;
+} Plan;
+
+static Plan plan_rows(const int32_t* plan, int32_t filters) {
+  Plan rows = {plan + KERAS_GROUPNL_SEED * filters,
+               plan + KERAS_GROUPNL_TABLE * filters,
+               plan + KERAS_GROUPNL_MUL * filters,
+               plan + KERAS_GROUPNL_ADD * filters,
+               plan + KERAS_GROUPNL_SHIFT * filters};
+  return rows;
+}
+
+/* K = int32(2^30 / sqrt(n)), n the squared norm of one pixel's seed maps. */
+static int32_t inverse_norm(const int8_t* x, int32_t seeds,
+                            int32_t zero_point) {
   int32_t norm2 = 0;
+#if defined(KERAS_GROUPNL_MVE)
+  for (int32_t c = 0; c < seeds; c += 8) {
+    const mve_pred16_t p = vctp16q((uint32_t)(seeds - c));
+    const int16x8_t d = vsubq_n_s16(vldrbq_z_s16(x + c, p), (int16_t)zero_point);
+    norm2 = vmladavaq_p_s16(norm2, d, d, p);
+  }
+#else
   for (int32_t c = 0; c < seeds; ++c) {
     const int32_t d = x[c] - zero_point;
     norm2 += d * d;
   }
-  int32_t k = 0;
-  if (norm2 > 0) {
-    const float inverse = 1073741824.0f / sqrtf((float)norm2);
-    k = (int32_t)inverse;
+#endif
+  if (norm2 <= 0) return 0;
+  const float inverse = 1073741824.0f / sqrtf((float)norm2);
+  return (int32_t)inverse;
+}
+
+/* One pixel's unit vector (int8, units of 1/128), stored as `u + 128` so
+ * that it indexes a table directly. */
+static void unit_vector(const int8_t* x, int32_t seeds, int32_t zero_point,
+                        uint8_t* index) {
+  const int32_t k = inverse_norm(x, seeds, zero_point);
+#if defined(KERAS_GROUPNL_MVE)
+  for (int32_t c = 0; c < seeds; c += 4) {
+    const mve_pred16_t p = vctp32q((uint32_t)(seeds - c));
+    int32x4_t u = vsubq_n_s32(vldrbq_z_s32(x + c, p), zero_point);
+    u = vaddq_n_s32(vmulq_n_s32(u, k), KERAS_GROUPNL_HALF);
+    u = vshrq_n_s32(u, KERAS_GROUPNL_UNIT_SHIFT);
+    u = vminq_s32(vmaxq_s32(u, vdupq_n_s32(-128)), vdupq_n_s32(127));
+    vstrbq_p_s32((int8_t*)(index + c), vaddq_n_s32(u, 128), p);
   }
-  const int32_t half = 1 << (KERAS_GROUPNL_UNIT_SHIFT - 1);
+#else
   for (int32_t c = 0; c < seeds; ++c) {
     const int32_t d = x[c] - zero_point;
-    const int32_t u = (d * k + half) >> KERAS_GROUPNL_UNIT_SHIFT;
-    unit[c] = (int8_t)clamp_s32(u, -128, 127);
+    const int32_t u = (d * k + KERAS_GROUPNL_HALF) >> KERAS_GROUPNL_UNIT_SHIFT;
+    index[c] = (uint8_t)(KERAS_GROUPNL_SAT8(u) + 128);
   }
+#endif
 }
 
-static void nlf_tables(const int8_t* unit, const int8_t* tables,
-                       const int32_t* plan, int32_t filters, int32_t low,
-                       int32_t high, int8_t* out) {
-  for (int32_t j = 0; j < filters; ++j, plan += KERAS_GROUPNL_PLAN_COLUMNS) {
-    const int32_t u = unit[plan[KERAS_GROUPNL_SEED]];
-    const int32_t table = plan[KERAS_GROUPNL_TABLE];
-    const int32_t v = table < 0 ? u : tables[(table << 8) + u + 128];
-    const int32_t y = (v * plan[KERAS_GROUPNL_MUL] + plan[KERAS_GROUPNL_ADD]) >>
-                      plan[KERAS_GROUPNL_SHIFT];
+#if defined(KERAS_GROUPNL_MVE)
+/* out = clamp((v * A + B) >> S) on four channels from `j`. */
+static inline void requantize4(int32x4_t v, const Plan* plan, int32_t j,
+                               int32_t low, int32_t high, mve_pred16_t p,
+                               int8_t* out) {
+  int32x4_t y = vmulq_s32(v, vldrwq_z_s32(plan->mul + j, p));
+  y = vaddq_s32(y, vldrwq_z_s32(plan->add + j, p));
+  y = vshlq_s32(y, vnegq_s32(vldrwq_z_s32(plan->shift + j, p)));
+  y = vminq_s32(vmaxq_s32(y, vdupq_n_s32(low)), vdupq_n_s32(high));
+  vstrbq_p_s32(out + j, y, p);
+}
+#endif
+
+/* Mode 0. The first `seeds` channels are the unit vector itself (the plan's
+ * first columns, checked by keras_groupnl_tail_check_plan), the others a
+ * table value; every channel then gets its BatchNorm requantisation. */
+static void nlf_tables(const uint8_t* index, int32_t seeds,
+                       const int8_t* tables, const Plan* plan,
+                       int32_t filters, int32_t low, int32_t high,
+                       int8_t* out) {
+#if defined(KERAS_GROUPNL_MVE)
+  int32_t j = 0;
+  for (; j < seeds; j += 4) {
+    const mve_pred16_t p = vctp32q((uint32_t)(seeds - j));
+    const int32x4_t v =
+        vsubq_n_s32(vreinterpretq_s32_u32(vldrbq_z_u32(index + j, p)), 128);
+    requantize4(v, plan, j, low, high, p, out);
+  }
+  for (j = seeds; j < filters; j += 4) {
+    const mve_pred16_t p = vctp32q((uint32_t)(filters - j));
+    const uint32x4_t source =
+        vreinterpretq_u32_s32(vldrwq_z_s32(plan->seed + j, p));
+    const uint32x4_t at = vldrbq_gather_offset_z_u32(index, source, p);
+    const int32x4_t table = vldrwq_z_s32(plan->table + j, p);
+    const uint32x4_t offset =
+        vaddq_u32(vreinterpretq_u32_s32(vshlq_n_s32(table, 8)), at);
+    const int32x4_t v = vldrbq_gather_offset_z_s32(tables, offset, p);
+    requantize4(v, plan, j, low, high, p, out);
+  }
+#else
+  int32_t j = 0;
+  for (; j < seeds; ++j) {
+    const int32_t v = (int32_t)index[j] - 128;
+    const int32_t y = (v * plan->mul[j] + plan->add[j]) >> plan->shift[j];
     out[j] = (int8_t)clamp_s32(y, low, high);
   }
+  for (; j < filters; ++j) {
+    const int8_t* table = tables + (plan->table[j] << 8);
+    const int32_t v = table[index[plan->seed[j]]];
+    const int32_t y = (v * plan->mul[j] + plan->add[j]) >> plan->shift[j];
+    out[j] = (int8_t)clamp_s32(y, low, high);
+  }
+#endif
 }
 
-static void channel_tables(const int8_t* unit, const int8_t* tables,
-                           const int32_t* plan, int32_t filters, int8_t* out) {
-  for (int32_t j = 0; j < filters; ++j, plan += KERAS_GROUPNL_PLAN_COLUMNS) {
-    out[j] = tables[(j << 8) + unit[plan[KERAS_GROUPNL_SEED]] + 128];
+/* Mode 1: table j holds channel j's output for every unit-vector byte. */
+static void channel_tables(const uint8_t* index, const int8_t* tables,
+                           const Plan* plan, int32_t filters, int8_t* out) {
+#if defined(KERAS_GROUPNL_MVE)
+  const uint32x4_t lanes = vmulq_n_u32(vidupq_n_u32(0, 1), 256);
+  for (int32_t j = 0; j < filters; j += 4) {
+    const mve_pred16_t p = vctp32q((uint32_t)(filters - j));
+    const uint32x4_t source =
+        vreinterpretq_u32_s32(vldrwq_z_s32(plan->seed + j, p));
+    const uint32x4_t at = vldrbq_gather_offset_z_u32(index, source, p);
+    const uint32x4_t offset =
+        vaddq_u32(vaddq_n_u32(lanes, (uint32_t)j << 8), at);
+    vstrbq_p_s32(out + j, vldrbq_gather_offset_z_s32(tables, offset, p), p);
   }
+#else
+  for (int32_t j = 0; j < filters; ++j) {
+    out[j] = tables[(j << 8) + index[plan->seed[j]]];
+  }
+#endif
+}
+
+int keras_groupnl_tail_check_plan(const int32_t* plan, int32_t filters,
+                                  int32_t seeds, int32_t num_tables,
+                                  int32_t mode) {
+  if (mode != KERAS_GROUPNL_NLF_TABLES && mode != KERAS_GROUPNL_CHANNEL_TABLES) {
+    return -1;
+  }
+  if (filters < seeds) return -1;
+  const Plan rows = plan_rows(plan, filters);
+  for (int32_t j = 0; j < filters; ++j) {
+    const int32_t seed = rows.seed[j];
+    const int32_t table = rows.table[j];
+    if (seed < 0 || seed >= seeds) return -1;
+    if (mode == KERAS_GROUPNL_CHANNEL_TABLES) {
+      if (table != j || j >= num_tables) return -1;
+    } else if (j < seeds ? (seed != j || table != -1)
+                         : (table < 0 || table >= num_tables)) {
+      return -1;
+    } else if (rows.shift[j] < 0 || rows.shift[j] > 31) {
+      return -1;
+    }
+  }
+  return 0;
 }
 
 int keras_groupnl_tail_s8(const int8_t* x, int32_t pixels, int32_t seeds,
                           const int8_t* tables, const int32_t* plan,
                           int32_t filters, const int32_t* header,
-                          int8_t* unit, int8_t* out) {
+                          uint8_t* index, int8_t* out) {
   const int32_t zero_point = header[0];
   const int32_t mode = header[3];
   if (mode != KERAS_GROUPNL_NLF_TABLES && mode != KERAS_GROUPNL_CHANNEL_TABLES) {
     return -1;
   }
+  const Plan rows = plan_rows(plan, filters);
   for (int32_t p = 0; p < pixels; ++p, x += seeds, out += filters) {
-    unit_vector(x, seeds, zero_point, unit);
+    unit_vector(x, seeds, zero_point, index);
     if (mode == KERAS_GROUPNL_NLF_TABLES) {
-      nlf_tables(unit, tables, plan, filters, header[1], header[2], out);
+      nlf_tables(index, seeds, tables, &rows, filters, header[1], header[2],
+                 out);
     } else {
-      channel_tables(unit, tables, plan, filters, out);
+      channel_tables(index, tables, &rows, filters, out);
     }
   }
   return 0;

@@ -16,14 +16,15 @@
 extern "C" {
 #endif
 
-/* Columns of the int32 channel plan, one row per output channel. */
+/* Rows of the int32 channel plan `(5, filters)`: one field per row, one
+ * column per output channel. */
 enum {
   KERAS_GROUPNL_SEED = 0,   /* the seed channel the output comes from */
   KERAS_GROUPNL_TABLE = 1,  /* its table, or -1 for the unit vector */
   KERAS_GROUPNL_MUL = 2,    /* A */
   KERAS_GROUPNL_ADD = 3,    /* B (rounding included) */
   KERAS_GROUPNL_SHIFT = 4,  /* S */
-  KERAS_GROUPNL_PLAN_COLUMNS = 5
+  KERAS_GROUPNL_PLAN_ROWS = 5
 };
 
 /* Modes (header[3]). */
@@ -32,15 +33,24 @@ enum {
   KERAS_GROUPNL_CHANNEL_TABLES = 1  /* one table per output channel */
 };
 
+/* Checks a channel plan once, before any call: every seed channel and
+ * table in range; in mode 0 the first `seeds` channels are the unit vector
+ * itself, (c, -1, A, B, S), as the converter writes them (the kernel relies
+ * on it); in mode 1 channel j reads table j. Returns 0, or -1. */
+int keras_groupnl_tail_check_plan(const int32_t* plan, int32_t filters,
+                                  int32_t seeds, int32_t num_tables,
+                                  int32_t mode);
+
 /* Computes `pixels` output vectors of `filters` int8 channels from as many
  * input vectors of `seeds` int8 seed maps. `header` is {zero point of x,
  * output min, output max, mode}; `tables` holds 256 int8 values per
- * table; `unit` is scratch memory of `seeds` bytes. Returns 0, or -1 for
- * an unknown mode. */
+ * table; `index` is scratch memory of `seeds` bytes. The plan must have
+ * passed keras_groupnl_tail_check_plan. Returns 0, or -1 for an unknown
+ * mode. */
 int keras_groupnl_tail_s8(const int8_t* x, int32_t pixels, int32_t seeds,
                           const int8_t* tables, const int32_t* plan,
                           int32_t filters, const int32_t* header,
-                          int8_t* unit, int8_t* out);
+                          uint8_t* index, int8_t* out);
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,7 @@
 // (the generated <model>_ops.h does). Inputs: int8 seed maps, int8 tables,
 // int32 channel plan, int32 header; output: int8 (see keras_groupnl_tail.h).
 #include "tensorflow/lite/c/common.h"
+#include "tensorflow/lite/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/micro_common.h"
 #include "tensorflow/lite/micro/micro_context.h"
@@ -28,20 +29,35 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   TF_LITE_ENSURE_EQ(context, tflite::NumOutputs(node), 1);
   tflite::MicroContext* micro = tflite::GetMicroContext(context);
   TfLiteTensor* x = micro->AllocateTempInputTensor(node, 0);
+  TfLiteTensor* tables = micro->AllocateTempInputTensor(node, 1);
   TfLiteTensor* plan = micro->AllocateTempInputTensor(node, 2);
+  TfLiteTensor* header = micro->AllocateTempInputTensor(node, 3);
   TfLiteTensor* out = micro->AllocateTempOutputTensor(node, 0);
-  TF_LITE_ENSURE(context, x != nullptr && plan != nullptr && out != nullptr);
+  TF_LITE_ENSURE(context, x != nullptr && tables != nullptr &&
+                              plan != nullptr && header != nullptr &&
+                              out != nullptr);
   TF_LITE_ENSURE_TYPES_EQ(context, x->type, kTfLiteInt8);
   TF_LITE_ENSURE_TYPES_EQ(context, out->type, kTfLiteInt8);
   TF_LITE_ENSURE_TYPES_EQ(context, plan->type, kTfLiteInt32);
   const int dims = x->dims->size;
   const int seeds = x->dims->data[dims - 1];
-  TF_LITE_ENSURE_EQ(context, out->dims->data[dims - 1], plan->dims->data[0]);
+  TF_LITE_ENSURE_EQ(context, plan->dims->size, 2);
+  TF_LITE_ENSURE_EQ(context, plan->dims->data[0], KERAS_GROUPNL_PLAN_ROWS);
+  TF_LITE_ENSURE_EQ(context, out->dims->data[dims - 1], plan->dims->data[1]);
+  const int32_t num_tables = tables->dims->size ? tables->dims->data[0] : 0;
+  TF_LITE_ENSURE_EQ(
+      context,
+      keras_groupnl_tail_check_plan(
+          tflite::GetTensorData<int32_t>(plan), plan->dims->data[1], seeds,
+          num_tables, tflite::GetTensorData<int32_t>(header)[3]),
+      0);
   auto* data = static_cast<OpData*>(node->user_data);
   TfLiteStatus status = context->RequestScratchBufferInArena(
       context, seeds, &data->unit_buffer);
   micro->DeallocateTempTfLiteTensor(x);
+  micro->DeallocateTempTfLiteTensor(tables);
   micro->DeallocateTempTfLiteTensor(plan);
+  micro->DeallocateTempTfLiteTensor(header);
   micro->DeallocateTempTfLiteTensor(out);
   return status;
 }
@@ -59,13 +75,13 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   int32_t pixels = 1;
   for (int i = 0; i < dims - 1; ++i) pixels *= x->dims->data[i];
   auto* data = static_cast<OpData*>(node->user_data);
-  auto* unit =
-      static_cast<int8_t*>(context->GetScratchBuffer(context, data->unit_buffer));
+  auto* index = static_cast<uint8_t*>(
+      context->GetScratchBuffer(context, data->unit_buffer));
   const int status = keras_groupnl_tail_s8(
       tflite::micro::GetTensorData<int8_t>(x), pixels, seeds,
       tflite::micro::GetTensorData<int8_t>(tables),
-      tflite::micro::GetTensorData<int32_t>(plan), plan->dims->data[0],
-      tflite::micro::GetTensorData<int32_t>(header), unit,
+      tflite::micro::GetTensorData<int32_t>(plan), plan->dims->data[1],
+      tflite::micro::GetTensorData<int32_t>(header), index,
       tflite::micro::GetTensorData<int8_t>(out));
   return status == 0 ? kTfLiteOk : kTfLiteError;
 }
