@@ -668,6 +668,69 @@ def test_mcu_fused_kernel(
         np.testing.assert_array_equal(runner.invoke_raw(raw[i : i + 1]), want)
 
 
+def _two_layer_model():
+    """A wide GroupNL layer (pays) and a narrow one, each with BN + ReLU."""
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((16, 16, 16))
+    x = inputs
+    for name, filters in (("wide", 64), ("narrow", 8)):
+        x = GroupNLConv2D(
+            filters,
+            3,
+            padding="same",
+            reduction_ratio=4,
+            num_groups=2,
+            seed=1,
+            name=name,
+        )(x)
+        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = keras.layers.ReLU(name=f"{name}_relu")(x)
+    return keras.Model(inputs, x)
+
+
+def test_layer_costs_on_a_microcontroller():
+    from keras_groupnl.converters import layer_costs
+
+    costs = layer_costs(_two_layer_model(), "mcu", samples=4)
+    assert [c.layer for c in costs.layers] == ["wide", "narrow"]
+    assert costs.measures == sorted(_cortex_m_targets())
+    wide, narrow = costs.layers
+    assert wide.input_shape == (16, 16, 16)
+    assert narrow.input_shape == (16, 16, 64)
+    assert wide.folded == ["wide_bn", "wide_relu"]
+    for cost in costs.layers:
+        for measure in costs.measures:
+            assert cost.ratios[measure] == pytest.approx(
+                cost.groupnl[measure] / cost.conv[measure]
+            )
+    # r = 4 on a 16 -> 64 conv: a quarter of the MACs, so it pays with
+    # CMSIS-NN; the exclusion list names exactly the layers that do not.
+    assert wide.pays("cortex-m4f/cmsis-nn")
+    assert costs.exclude("cortex-m4f/cmsis-nn") == [
+        c.layer for c in costs.layers if c.ratios["cortex-m4f/cmsis-nn"] >= 1
+    ]
+    table = costs.summary()
+    assert "| wide | 16x16x16 |" in table and "narrow" in table
+
+
+def test_layer_costs_on_a_phone_and_bad_target():
+    from keras_groupnl.converters import layer_costs
+
+    model = _two_layer_model()
+    costs = layer_costs(model, "phone", samples=4)
+    assert costs.measures == ["litert ms"]
+    assert all(c.groupnl["litert ms"] > 0 for c in costs.layers)
+    assert costs.machine["cores"] >= 1
+    with pytest.raises(ValueError, match=r"target='gpu'"):
+        layer_costs(model, "gpu")
+
+
+def _cortex_m_targets():
+    from keras_groupnl.converters import _cortex_m
+
+    return _cortex_m.costs()["targets"]
+
+
 # --------------------------------------------------------------------------
 # Firmware artefacts.
 

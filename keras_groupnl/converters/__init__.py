@@ -4,7 +4,9 @@
 LiteRT model whose GroupNL layers XNNPACK runs whole (`target="phone"`) or a
 compact full-integer TensorFlow Lite Micro model with its C array
 (`target="mcu"`), runs it against the Keras model and writes a JSON report
-beside it. See `convert` for details.
+beside it. See `convert` for details. `layer_costs(model, target)` says,
+layer by layer, whether each GroupNL layer costs less than the convolution
+it replaced on that target.
 """
 
 from keras_groupnl.converters._convert import TARGETS
@@ -12,6 +14,9 @@ from keras_groupnl.converters._convert import ConversionResult
 from keras_groupnl.converters._convert import convert
 from keras_groupnl.converters._convert import format_report
 from keras_groupnl.converters._errors import ConversionError
+from keras_groupnl.converters._layer_costs import LayerCost
+from keras_groupnl.converters._layer_costs import LayerCosts
+from keras_groupnl.converters._layer_costs import layer_costs
 from keras_groupnl.converters._report import ConversionReport
 
 __all__ = [
@@ -19,6 +24,9 @@ __all__ = [
     "ConversionError",
     "ConversionReport",
     "ConversionResult",
+    "LayerCost",
+    "LayerCosts",
     "convert",
     "format_report",
+    "layer_costs",
 ]

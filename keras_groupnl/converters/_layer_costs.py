@@ -20,11 +20,10 @@ import dataclasses
 import tempfile
 import typing
 
-import keras
 import numpy as np
 
-from keras_groupnl.converters import _deploy
-from keras_groupnl.layers import GroupNLConv2D
+# Keras, TensorFlow and the layers are imported where used: importing
+# `keras_groupnl.converters` stays light (the CLI's usage errors need it).
 
 
 @dataclasses.dataclass
@@ -92,6 +91,10 @@ def _number(value):
 
 def _replaced_conv(layer, in_channels):
     """The standard conv a GroupNL layer stands for."""
+    import keras
+
+    from keras_groupnl.layers import GroupNLConv2D
+
     common = dict(
         strides=layer.strides,
         padding=layer.padding,
@@ -109,6 +112,10 @@ def _replaced_conv(layer, in_channels):
 
 def _pair(model, layer, folded):
     """The GroupNL layer (and its folded layers) alone, and its conv twin."""
+    import keras
+
+    from keras_groupnl.converters import _deploy
+
     shape = tuple(int(d) for d in layer.input.shape[1:])
     by_name = {lay.name: lay for lay in _deploy.all_layers(model)}
 
@@ -144,6 +151,7 @@ def layer_costs(model, target="phone", samples=16, seed=0):
         that cost more than their conv.
     """
     from keras_groupnl.analysis.machine import describe_machine
+    from keras_groupnl.converters import _deploy
     from keras_groupnl.converters._convert import convert
 
     if target not in ("phone", "mcu"):
