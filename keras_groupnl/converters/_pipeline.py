@@ -13,6 +13,7 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_groupnl.converters import _android
 from keras_groupnl.converters import _artifacts
 from keras_groupnl.converters import _flatbuffer as fb
 from keras_groupnl.converters import _inspect
@@ -36,11 +37,12 @@ LATENCY_NOTES = {
 
 @dataclasses.dataclass
 class _Measured:
-    """One converted model, checked and run."""
+    """One converted model, checked and run (`android`: phone only)."""
 
     model: object
     converted: object
     checked: object
+    android: object = None
 
 
 def run(model, data, options, compare_with=None):
@@ -69,6 +71,9 @@ def run(model, data, options, compare_with=None):
         ours = _measure(
             model, calibration, x_verify, y_verify, options, workdir, progress
         )
+        if ours.android is not None:
+            progress.stage("running it in Android's clients")
+            _android.check_clients(ours.android, x_verify)
         twin = None
         if compare_with is not None:
             progress.stage(f"converting the plain model '{compare_with.name}'")
@@ -103,19 +108,23 @@ def _measure(model, calibration, x, y, options, workdir, progress):
         calibration=calibration,
         workdir=tempfile.mkdtemp(dir=workdir),
         layer_names=_names.layer_names(model),
-        int8_io=options["io_dtype"] == "int8",
+        int8_io=options["io_dtype"] != "float32",
         integer_only=options["integer_only"],
         fold=options["fold_batchnorm"],
         on_sample=progress.bar(len(calibration), "calibrating int8 ranges"),
     )
     converted = TARGET_MODULES[options["target"]].convert(model, job)
+    prepared, x_run = None, x
+    if options["target"] == "phone":
+        prepared = _android.prepare(converted, model, calibration, options)
+        converted, x_run = prepared.converted, prepared.plan.to_client(x)
     _promises.check(converted, options["target"], options["integer_only"])
     progress.stage(f"verifying on {len(x)} samples")
     reference = np.asarray(model.predict(x, batch_size=64, verbose=0))
     checked = _verify.check_runtime(
-        converted, reference.astype(np.float32), x, y, progress
+        converted, reference.astype(np.float32), x_run, y, progress
     )
-    return _Measured(model, converted, checked)
+    return _Measured(model, converted, checked, prepared)
 
 
 def _check_agreement(report, minimum):
@@ -226,6 +235,7 @@ def _build_report(ours, twin, options, calibration_samples, y_verify):
             if twin is None
             else _comparison(ours, twin, latency, sizes, _sizes(twin))
         ),
+        android=None if ours.android is None else ours.android.android,
         toolchain=_toolchain(target),
     )
 
@@ -240,4 +250,6 @@ def _toolchain(target):
     packages = ["tensorflow", "ai-edge-litert", "keras-groupnl"]
     if target == "mcu":
         packages.append("tflite-micro")
+    else:
+        packages.append("mediapipe")
     return {"keras": keras.__version__, **{p: version(p) for p in packages}}
