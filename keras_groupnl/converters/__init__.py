@@ -4,7 +4,9 @@
 LiteRT model whose GroupNL layers XNNPACK runs whole (`target="phone"`) or a
 compact full-integer TensorFlow Lite Micro model with its C array
 (`target="mcu"`), runs it against the Keras model and writes a JSON report
-beside it. See `convert` for details.
+beside it. Phone files carry TFLite model metadata (image input, its
+normalisation, class names) for Android's clients, MediaPipe Tasks and
+LiteRT. See `convert` for details.
 """
 
 from keras_groupnl.converters._convert import TARGETS

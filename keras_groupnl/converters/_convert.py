@@ -119,7 +119,7 @@ def convert(
         output_dir: directory for the artefacts; created if missing.
         labels: optional class indices (or one-hot rows), one per sample;
             adds accuracy to the report. Taken from `(x, y)` batches when
-            not given.
+            not given. (The names of the classes are `class_names`.)
         verification_data: optional held-out samples to verify on instead
             (an array, an `(x, y)` tuple or an iterable of batches).
         io_dtype: `"float32"`, `"uint8"` (`"phone"` only: raw pixels in,
@@ -234,10 +234,8 @@ def _samples(model, representative_data, labels, verification_data, options):
     else:
         x = _data.fit_to_model(x, input_shape, "representative_data")
     _arguments.check_class_names(options["class_names"], output_shape)
-    if options["normalization"] is not None:
-        from keras_groupnl.converters import _normalization
-
-        _normalization.resolve(options["normalization"], x)
+    if options["target"] == "phone":
+        _check_image_input(x, options)
     y = _data.class_labels(labels, len(x), output_shape)
     data = {"x": x, "x_check": x}
     if verification_data is not None:
@@ -254,6 +252,18 @@ def _samples(model, representative_data, labels, verification_data, options):
     if y is not None:
         data["y_check"] = y
     return data
+
+
+def _check_image_input(x, options):
+    """Checks `normalization` and `rgb_input` against the samples now,
+    before anything is converted."""
+    from keras_groupnl.converters import _android_io
+    from keras_groupnl.converters import _normalization
+
+    normalization = _normalization.resolve(options["normalization"], x)
+    _android_io.plan(
+        normalization, x.shape[-1], options["io_dtype"], options["rgb_input"]
+    )
 
 
 def format_report(report):
