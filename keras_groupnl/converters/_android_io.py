@@ -29,6 +29,7 @@ import typing
 import numpy as np
 
 from keras_groupnl.converters import _flatbuffer as fb
+from keras_groupnl.converters._errors import ConversionError
 from keras_groupnl.converters._normalization import Normalization
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601
@@ -176,7 +177,14 @@ def _input_edge(model, input_plan):
     core, removed = old, None
     if subgraph.tensors[old].type in fb.FLOAT_TYPES:
         _, consumers = fb.producers_and_consumers(subgraph)
-        (removed,) = consumers[old]
+        readers = consumers[old]
+        names = [fb.op_name(model, subgraph.operators[i]) for i in readers]
+        if names != ["QUANTIZE"]:
+            raise ConversionError(
+                "Cannot give the phone model its Android input: its float "
+                f"input is read by {names or 'no op'}, not by one QUANTIZE."
+            )
+        (removed,) = readers
         core = int(subgraph.operators[removed].outputs[0])
     scale, zero = fb.quantization(subgraph.tensors[core])[:2]
     core_quant = (scale[0], zero[0])
@@ -187,19 +195,16 @@ def _input_edge(model, input_plan):
     name = fb.tensor_name(subgraph.tensors[old])
     subgraph.tensors[old].name = name + "_model"
     client = _client_tensor(model, name, shape, input_plan, feed_quant)
-    ops = []
-    feed = core if not input_plan.stage else None
     if subgraph.tensors[client].type == fb.schema.TensorType.INT8:
-        feed = client
-    elif feed is None:
+        feed = client  # The stage reads the int8 input itself.
+    elif input_plan.stage:
+        int8 = fb.schema.TensorType.INT8
         feed = fb.add_tensor(
-            model,
-            subgraph,
-            name + "_int8",
-            fb.schema.TensorType.INT8,
-            shape,
-            quant=feed_quant,
+            model, subgraph, name + "_int8", int8, shape, quant=feed_quant
         )
+    else:
+        feed = core  # A uint8 input, requantized into the model's.
+    ops = []
     if feed != client:
         ops.append(fb.make_op(model, "QUANTIZE", 2, [client], [feed]))
     if input_plan.stage:

@@ -37,12 +37,13 @@ LATENCY_NOTES = {
 
 @dataclasses.dataclass
 class _Measured:
-    """One converted model, checked and run (`android`: phone only)."""
+    """One converted model, checked and run (`prepared`: the phone's
+    Android step, see `_android.Prepared`)."""
 
     model: object
     converted: object
     checked: object
-    android: object = None
+    prepared: object = None
 
 
 def run(model, data, options, compare_with=None):
@@ -71,9 +72,9 @@ def run(model, data, options, compare_with=None):
         ours = _measure(
             model, calibration, x_verify, y_verify, options, workdir, progress
         )
-        if ours.android is not None:
+        if ours.prepared is not None:
             progress.stage("running it in Android's clients")
-            _android.check_clients(ours.android, x_verify)
+            _android.check_clients(ours.prepared, x_verify)
         twin = None
         if compare_with is not None:
             progress.stage(f"converting the plain model '{compare_with.name}'")
@@ -235,7 +236,7 @@ def _build_report(ours, twin, options, calibration_samples, y_verify):
             if twin is None
             else _comparison(ours, twin, latency, sizes, _sizes(twin))
         ),
-        android=None if ours.android is None else ours.android.android,
+        android=None if ours.prepared is None else ours.prepared.android,
         toolchain=_toolchain(target),
     )
 
