@@ -8,9 +8,14 @@ converted the same way and measured in one run, latencies interleaved:
   XNNPACK partitions, for ResNet-18 (64x64, dense r = 2 and 4, sparse),
   ResNet-8 (32x32, dense r = 2) and MobileNetV3-Small (64x64, sparse);
 - mcu: TensorFlow Lite Micro: file size (NLF tables / weights / other),
-  tensor arena measured in TFLM (activations / bookkeeping) and latency in
-  the TFLM interpreter on this CPU (reference kernels: a proxy for an MCU),
-  for ResNet-8 (MLPerf Tiny, 32x32x3) dense r = 2 and 4, sparse r = 2.
+  tensor arena measured in TFLM, estimated instructions on a Cortex-M4F
+  and a Cortex-M55 with CMSIS-NN and with reference kernels (the report's
+  cost model), and the host interpreter's latency (a proxy), for ResNet-8
+  (MLPerf Tiny, 32x32x3) dense r = 2 and 4, sparse r = 2, each with the
+  builtin, fused and fused-channel-tables tail;
+- both: Ghost twins (benchmarks/ghost.py: each replaced conv as a primary
+  conv with m/r filters and a 3x3 depthwise cheap conv), the established
+  cheap-feature baseline, converted the same way.
 
 Weights are freshly initialised and the data random (uniform over the input
 range): enough for size, memory and latency, not for accuracy; the
@@ -40,23 +45,29 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tables  # noqa: E402
 from backend_runs import write_json  # noqa: E402
+from ghost import ghost_twin  # noqa: E402
 from tables import markdown  # noqa: E402
 from tables import ratio  # noqa: E402
 
-# (title, application, image size, conv_type, reduction ratio) per case.
+# (title, application, image size, conv_type, reduction ratio, convert
+# options) per case; conv_type "ghost" is the Ghost twin (benchmarks/ghost.py)
+# of the GroupNL model's replaced convs.
 CASES = {
     "phone": [
-        ("ResNet-18", "GroupNLResNet18", 64, "dense", 2),
-        ("ResNet-18", "GroupNLResNet18", 64, "dense", 4),
-        ("ResNet-18", "GroupNLResNet18", 64, "sparse", 2),
-        ("ResNet-8", "GroupNLResNet8", 32, "dense", 2),
-        ("MobileNetV3-Small", "GroupNLMobileNetV3Small", 64, "sparse", 2),
+        ("ResNet-18", "GroupNLResNet18", 64, "dense", 2, {}),
+        ("ResNet-18", "GroupNLResNet18", 64, "dense", 4, {}),
+        ("ResNet-18", "GroupNLResNet18", 64, "sparse", 2, {}),
+        ("ResNet-18", "GroupNLResNet18", 64, "ghost", 2, {}),
+        ("ResNet-18", "GroupNLResNet18", 64, "ghost", 4, {}),
+        ("ResNet-8", "GroupNLResNet8", 32, "dense", 2, {}),
+        ("MobileNetV3-Small", "GroupNLMobileNetV3Small", 64, "sparse", 2, {}),
     ],
     "mcu": [
-        ("ResNet-8", "GroupNLResNet8", 32, "dense", 2),
-        ("ResNet-8", "GroupNLResNet8", 32, "sparse", 2),
-        ("ResNet-8", "GroupNLResNet8", 32, "dense", 4),
-    ],
+        ("ResNet-8", "GroupNLResNet8", 32, conv_type, r, {"mcu_kernel": k})
+        for conv_type, r in (("dense", 2), ("dense", 4), ("sparse", 2))
+        for k in ("builtin", "fused", "fused_channel_tables")
+    ]
+    + [("ResNet-8", "GroupNLResNet8", 32, "ghost", r, {}) for r in (2, 4)],
 }
 CLASSES = 10
 
@@ -65,12 +76,23 @@ def build(function_name, size, conv_type, reduction_ratio):
     import keras
 
     from keras_groupnl import applications
+    from keras_groupnl.layers import BaseGroupNLConv
 
-    keras.utils.set_random_seed(0)
-    kwargs = dict(input_shape=(size, size, 3), classes=CLASSES)
-    if conv_type != "plain":
-        kwargs.update(reduction_ratio=reduction_ratio, seed=0)
-    return getattr(applications, function_name)(conv_type=conv_type, **kwargs)
+    def make(kind):
+        keras.utils.set_random_seed(0)
+        kwargs = dict(input_shape=(size, size, 3), classes=CLASSES)
+        if kind != "plain":
+            kwargs.update(reduction_ratio=reduction_ratio, seed=0)
+        return getattr(applications, function_name)(conv_type=kind, **kwargs)
+
+    if conv_type != "ghost":
+        return make(conv_type)
+    replaced = [
+        layer.name
+        for layer in make("dense").layers
+        if isinstance(layer, BaseGroupNLConv)
+    ]
+    return ghost_twin(make("plain"), replaced, reduction_ratio)
 
 
 def settle_batchnorm(model, x):
@@ -95,7 +117,7 @@ def measure(target, case, samples):
 
     from keras_groupnl import converters
 
-    title, function_name, size, conv_type, r = case
+    title, function_name, size, conv_type, r, options = case
     model = build(function_name, size, conv_type, r)
     plain = build(function_name, size, "plain", r)
     # ResNets take [0, 1]-scaled inputs here; MobileNetV3 rescales [0, 255].
@@ -114,12 +136,14 @@ def measure(target, case, samples):
             calibration_samples=samples,
             verification_samples=min(8, samples),
             verbose=0,
+            **options,
         ).report
     return {
         "target": target,
         "model": title,
         "input": f"{size}x{size}x3",
         "variant": f"{conv_type} r={r}",
+        "kernel": options.get("mcu_kernel", ""),
         "params": report.params,
         "plain_params": report.comparison.params,
         "report": report.to_dict(),
@@ -162,41 +186,41 @@ def phone_table(rows):
 
 
 def mcu_table(rows):
+    """File, arena and estimated Cortex-M instructions against plain."""
+    targets = list(rows[0]["report"]["cortex_m"]) if rows else []
     body = []
     for row in rows:
         rep, twin = row["report"], row["report"]["comparison"]
         sizes, arena = rep["sizes"], rep["arena"]
+        host = twin["ratios"].get("latency_tflm")
         body.append(
             [
                 row["model"],
                 row["variant"],
+                row["kernel"] or "-",
                 f"{sizes['file']:,} ({sizes['tables']:,} / {sizes['weights']:,}"
                 f" / {sizes['other']:,})",
-                f"{twin['sizes']['file']:,}",
                 ratio(twin["ratios"]["file"]),
-                f"{arena['arena_bytes']:,} ({arena['activation_bytes']:,} / "
-                f"{arena['bookkeeping_bytes']:,})",
-                f"{twin['arena']['arena_bytes']:,} "
-                f"({twin['arena']['activation_bytes']:,} / "
-                f"{twin['arena']['bookkeeping_bytes']:,})",
+                f"{arena['arena_bytes']:,}",
                 ratio(twin["ratios"]["arena"]),
-                ratio(twin["ratios"]["latency_tflm"]),
             ]
+            + [ratio(twin["ratios"][f"cortex_m:{t}"]) for t in targets]
+            + [ratio(host) if host is not None else "not run"]
         )
     return markdown(
         [
             "model",
-            "GroupNL",
+            "variant",
+            "tail kernel",
             "file B (tables / weights / other)",
-            "plain file B",
             "file",
-            "arena B (activations / bookkeeping)",
-            "plain arena B",
+            "arena B",
             "arena",
-            "TFLM latency",
-        ],
+        ]
+        + [f"est. {t}" for t in targets]
+        + ["host TFLM latency"],
         body,
-        align="ll" + "r" * 7,
+        align="lll" + "r" * (5 + len(targets)),
     )
 
 
@@ -250,9 +274,13 @@ def main(argv=None):
         )
         print(mcu_table(results["mcu"]))
         print(
-            "\nTFLM latency: the tflite-micro Python interpreter on this "
-            "CPU (reference kernels), a proxy for an MCU. Arena: measured "
-            "in TFLM (64-bit host; smaller on a 32-bit MCU)."
+            "\nest.: instructions per inference on that Cortex-M and "
+            "kernel set, from the cost model fitted to QEMU counts "
+            "(docs/cortex_m/); they do not depend on this machine. Host "
+            "TFLM latency: the tflite-micro Python interpreter on this CPU "
+            "(reference kernels): a proxy that misleads (see docs/results.md)"
+            "; a fused model's GroupNL ops run as NumPy there, so it is not "
+            "timed. Arena: measured in TFLM on the 64-bit host."
         )
     if args.json:
         write_json(args.json, {"machine": measured_on.to_dict(), **results})

@@ -8,7 +8,9 @@
    ImageNet-C style corruptions x 5 severities).
 4. Converts the GroupNL model to int8 TFLite for phones (LiteRT) and
    microcontrollers (TFLite Micro) and evaluates both int8 models on the test
-   set in those interpreters.
+   set in those interpreters. The phone file carries Android metadata (the
+   class names, an RGB -> gray input stage) and is run in Android's clients
+   (LiteRT CompiledModel, MediaPipe Tasks ImageClassifier).
 5. Writes `report.md`, `report.json` and plots (PNG) to `--out`.
 
     python examples/fashion_mnist_end_to_end.py            # ~15 min on 2 cores
@@ -29,6 +31,7 @@ from keras_groupnl import applications
 from keras_groupnl import converters
 from keras_groupnl.analysis import count_macs
 from keras_groupnl.analysis import describe_machine
+from keras_groupnl.datasets import CLASS_NAMES
 from keras_groupnl.datasets import load_fashion_mnist
 from keras_groupnl.robustness import CORRUPTIONS
 from keras_groupnl.robustness import SEVERITIES
@@ -345,7 +348,41 @@ def int8_summary(report):
         summary["ops"] = report.resolver_ops
     if report.delegation is not None:
         summary["xnnpack_partitions"] = report.delegation.partitions
+    if report.android is not None:
+        summary["android_input_stage"] = report.android.input_stage
+        summary["android_clients"] = {
+            c.client: {
+                "accepted": c.accepted,
+                "top1_agreement": c.top1_agreement,
+                "images": c.images,
+                "message": c.message,
+            }
+            for c in report.android.clients
+        }
     return summary
+
+
+def _android_lines(phone):
+    """Which Android clients ran the phone file."""
+    lines = [
+        "",
+        "Android clients of the phone file (same images as LiteRT's "
+        "Interpreter):",
+        "",
+    ]
+    for client, c in phone.get("android_clients", {}).items():
+        if c["accepted"]:
+            state = (
+                f"accepted; top-1 equals the Interpreter's on "
+                f"{c['top1_agreement']:.0%} of {c['images']} images "
+                f"({c['message']})"
+            )
+        elif c["accepted"] is None:
+            state = c["message"]
+        else:
+            state = f"refused: {c['message']}"
+        lines.append(f"- {client}: {state}")
+    return lines
 
 
 def markdown(results):
@@ -453,6 +490,7 @@ def markdown(results):
             "XNNPACK partitions (phone): "
             f"{conv['phone']['xnnpack_partitions']}.",
         ]
+        lines += _android_lines(conv["phone"])
     lines.append("")
     return "\n".join(lines)
 
@@ -518,6 +556,8 @@ def main(argv=None):
     calibration = x_tr[np.linspace(0, len(x_tr) - 1, count).astype(int)]
     int8 = {}
     for target in ("phone", "mcu"):
+        # The phone file names the classes for Android's clients.
+        android = {"class_names": CLASS_NAMES} if target == "phone" else {}
         result = converters.convert(
             models["groupnl"],
             target,
@@ -527,6 +567,7 @@ def main(argv=None):
             compare_with=models["plain"],
             name="groupnl_resnet8",
             calibration_samples=count,
+            **android,
         )
         print(result.summary())
         int8[target] = int8_summary(result.report)

@@ -92,10 +92,12 @@ def _add_convert_options(convert):
     """`convert`'s options: how to convert, verify and report."""
     convert.add_argument(
         "--io-dtype",
-        choices=("float32", "int8"),
+        choices=("float32", "uint8", "int8"),
         default=None,
-        help="input/output type (phone: float32 by default; mcu: int8)",
+        help="input/output type (phone: float32 by default, uint8 for raw "
+        "camera pixels; mcu: int8)",
     )
+    _add_android_options(convert)
     convert.add_argument(
         "--integer-only",
         action="store_true",
@@ -146,6 +148,51 @@ def _add_convert_options(convert):
         action="store_true",
         help="print the report as JSON instead of a table",
     )
+
+
+def _add_android_options(convert):
+    """`convert`'s options for the phone file's Android metadata."""
+    convert.add_argument(
+        "--labels",
+        "--class-names",
+        dest="class_names",
+        default=None,
+        metavar="LABELS.txt",
+        help="phone: the class names, one per line, packed into the model "
+        "for Android's clients (default: the class indices)",
+    )
+    convert.add_argument(
+        "--normalization",
+        nargs=2,
+        default=None,
+        metavar=("MEAN", "STD"),
+        help="phone: the model input is (pixel - MEAN) / STD for pixels in "
+        "[0, 255]; one number or comma-separated per channel (default: "
+        "inferred from the calibration data)",
+    )
+    convert.add_argument(
+        "--no-rgb-input",
+        action="store_true",
+        help="phone: keep a 1-channel model's input instead of adding an "
+        "RGB -> gray input stage for Android's RGB images",
+    )
+
+
+def _normalization(values):
+    """`--normalization MEAN STD` as numbers (comma-separated per channel)."""
+    if values is None:
+        return None
+    parsed = []
+    for value in values:
+        try:
+            numbers = [float(v) for v in value.split(",")]
+        except ValueError:
+            raise ValueError(
+                "--normalization takes two numbers (or comma-separated "
+                f"numbers per channel). Received: {' '.join(values)}"
+            ) from None
+        parsed.append(numbers[0] if len(numbers) == 1 else numbers)
+    return tuple(parsed)
 
 
 def _check_file(path, role, suffixes):
@@ -218,6 +265,12 @@ def _keys(path, keys, x_key, y_key):
 
 def _check_args(args):
     """Checks what needs no heavy import, before any is made."""
+    phone_only = (args.class_names, args.normalization, args.no_rgb_input)
+    if args.target != "phone" and any(phone_only):
+        raise ValueError(
+            "--labels, --normalization and --no-rgb-input apply to "
+            "--target phone (TensorFlow Lite Micro reads no metadata)."
+        )
     _check_file(args.model, "model", (".keras",))
     if args.compare_with is not None:
         _check_file(args.compare_with, "model to compare with", (".keras",))
@@ -262,6 +315,9 @@ def _convert(args):
         verification_samples=args.verification_samples,
         min_top1_agreement=args.min_top1_agreement,
         fold_batchnorm=not args.no_fold_batchnorm,
+        class_names=args.class_names,
+        normalization=_normalization(args.normalization),
+        rgb_input=False if args.no_rgb_input else None,
         verbose=0 if args.quiet else 1,
     )
 

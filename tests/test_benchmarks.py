@@ -75,3 +75,35 @@ def test_groupnl_rows_time_the_layers_they_name():
         assert layer.data_format == "channels_first"
         baseline = layer_speed.BASELINE[kind]
         assert layer.reduction_ratio == int(baseline[-1])
+
+
+def test_ghost_twin_replaces_exactly_the_groupnl_convs():
+    import deploy_benchmark
+    import ghost
+
+    from keras_groupnl.layers import BaseGroupNLConv
+
+    groupnl = deploy_benchmark.build("GroupNLResNet8", 32, "dense", 4)
+    twin = deploy_benchmark.build("GroupNLResNet8", 32, "ghost", 4)
+    plain = deploy_benchmark.build("GroupNLResNet8", 32, "plain", 4)
+    ghosts = {
+        layer.name: layer
+        for layer in twin.layers
+        if isinstance(layer, ghost.GhostConv2D)
+    }
+    assert set(ghosts) == {
+        layer.name
+        for layer in groupnl.layers
+        if isinstance(layer, BaseGroupNLConv)
+    }
+    for name, layer in ghosts.items():
+        conv = plain.get_layer(name)
+        primary = -(-conv.filters // 4)
+        k = conv.kernel_size[0] * conv.kernel_size[1]
+        in_channels = conv.kernel.shape[2]
+        # Primary conv with m/r filters, then a 3x3 depthwise making the rest.
+        assert layer.count_params() == (
+            k * in_channels * primary + 9 * primary * 3
+        )
+    x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
+    assert twin.predict(x, verbose=0).shape == plain.predict(x, verbose=0).shape

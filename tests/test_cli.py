@@ -55,8 +55,23 @@ def _run(*args):
             ],
             "invalid choice: 'gpu'",
         ),
+        (
+            [
+                "convert",
+                "m.keras",
+                "--target",
+                "mcu",
+                "--labels",
+                "labels.txt",
+                "--calibration",
+                "c.npz",
+                "--out",
+                "out",
+            ],
+            "apply to --target phone",
+        ),
     ],
-    ids=["missing_arguments", "missing_model", "bad_target"],
+    ids=["missing_arguments", "missing_model", "bad_target", "mcu_labels"],
 )
 def test_usage_errors_import_nothing_heavy(args, message):
     completed = _run(*args)

@@ -281,6 +281,15 @@ def test_phone_target(models, data, tmp_path, kind, strides, io_dtype):
     assert report.arena is None
     assert report.latency["litert"].median_ms > 0
     assert list(report.verification) == ["litert"]
+    # Noisy synthetic data is not taken for images: no input stage, and
+    # MediaPipe's image classifier is not tried; the metadata still names
+    # the classes by index.
+    android = report.android
+    assert android.color_space is None and android.input_stage == []
+    assert android.class_names == "class indices"
+    clients = {c.client: c for c in android.clients}
+    assert clients["LiteRT CompiledModel"].accepted
+    assert clients["MediaPipe Tasks ImageClassifier"].accepted is None
 
 
 # Layer variants both targets must convert: (kind, strides, what follows the
@@ -654,6 +663,16 @@ def test_mcu_fused_kernel(
         assert layer.table_bytes == 256 * 16  # One per output channel.
     # Fewer ops and tensors: no more arena than the builtin graph.
     assert report.arena.arena_bytes <= builtin.report.arena.arena_bytes
+    # The desktop check before flashing, for both kinds of "mcu" file.
+    from keras_groupnl.converters import mcu_predict
+
+    np.testing.assert_array_equal(
+        mcu_predict(builtin.tflite_path, x[:4]),
+        _tflm_predict(_read(builtin.tflite_path), x[:4]),
+    )
+    _check_agreement(
+        model.predict(x, verbose=0), mcu_predict(result.tflite_path, x)
+    )
     # The C kernel, compiled here, gives the same outputs, byte for byte.
     runner = _partitioned.PartitionedRunner(_read(result.tflite_path))
     raw = np.clip(
@@ -917,8 +936,10 @@ def test_bad_target_and_options(small_model, tmp_path):
         convert(small_model, "gpu", x, tmp_path / "out", verbose=0)
     with pytest.raises(ValueError, match=r"'mcu' target is full-integer"):
         convert(small_model, "mcu", x, tmp_path / "out", io_dtype="float32")
-    with pytest.raises(ValueError, match=r"`io_dtype` must be"):
-        convert(small_model, "phone", x, tmp_path / "out", io_dtype="uint8")
+    with pytest.raises(ValueError, match=r"`io_dtype` must be.*'uint16'"):
+        convert(small_model, "phone", x, tmp_path / "out", io_dtype="uint16")
+    with pytest.raises(ValueError, match=r"'mcu' target is full-integer"):
+        convert(small_model, "mcu", x, tmp_path / "out", io_dtype="uint8")
     with pytest.raises(ValueError, match=r"`name` must be a C identifier"):
         convert(small_model, "mcu", x, tmp_path / "out", name="my model")
     with pytest.raises(ValueError, match=r"`labels` must hold one class"):
@@ -1054,6 +1075,8 @@ def test_cli_convert(models, data, tmp_path, capsys):
 
     held_out = tmp_path / "held_out.npz"
     np.savez(held_out, x=data[0][32:48], y=data[1][32:48])
+    labels = tmp_path / "labels.txt"
+    labels.write_text("stripes\ncolumns\ndiagonal\nanti-diagonal\n")
     status = cli.main(
         [
             "convert",
@@ -1066,12 +1089,20 @@ def test_cli_convert(models, data, tmp_path, capsys):
             str(held_out),
             "--out",
             str(tmp_path / "phone"),
+            "--labels",
+            str(labels),
+            "--io-dtype",
+            "uint8",
             "--json",
+            "--quiet",
         ]
     )
     captured = capsys.readouterr()
     assert status == 0, captured.err
-    assert '"num_samples": 16' in captured.out
+    printed = json.loads(captured.out)
+    assert printed["num_samples"] == 16
+    assert printed["input"]["dtype"] == "uint8"
+    assert printed["android"]["class_names"] == "given"
 
     # Bad input: exit status 2, a message, nothing written.
     status = cli.main(

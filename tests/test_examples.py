@@ -61,6 +61,15 @@ def test_end_to_end_run_writes_a_consistent_report(tmp_path):
     phone = saved["int8"]["phone"]
     assert os.path.isfile(phone["tflite"])
     assert phone["runtime"] == "litert" and phone["xnnpack_partitions"] == 1
+    # The phone file runs in Android's clients, RGB in through the input
+    # stage, the Fashion-MNIST class names out.
+    assert phone["android_input_stage"][0].startswith("RGB -> gray")
+    clients = phone["android_clients"]
+    mediapipe = clients["MediaPipe Tasks ImageClassifier"]
+    assert mediapipe["accepted"] and mediapipe["images"] >= 32
+    assert mediapipe["top1_agreement"] == 1.0
+    assert mediapipe["message"].startswith("named categories")
+    assert clients["LiteRT CompiledModel"]["top1_agreement"] == 1.0
     for target in ("phone", "mcu"):
         figures = saved["int8"][target]
         assert 0.0 <= figures["accuracy"] <= 1.0
@@ -78,3 +87,4 @@ def test_end_to_end_run_writes_a_consistent_report(tmp_path):
     assert "TensorFlow oneDNN" in saved["machine"]
     assert saved["machine"] in report
     assert "groupnl" in report
+    assert "- MediaPipe Tasks ImageClassifier: accepted" in report

@@ -4,7 +4,9 @@
 LiteRT model whose GroupNL layers XNNPACK runs whole (`target="phone"`) or a
 compact full-integer TensorFlow Lite Micro model with its C array
 (`target="mcu"`), runs it against the Keras model and writes a JSON report
-beside it. See `convert` for details. `layer_costs(model, target)` says,
+beside it. Phone files carry TFLite model metadata (image input, its
+normalisation, class names) for Android's clients, MediaPipe Tasks and
+LiteRT. See `convert` for details. `layer_costs(model, target)` says,
 layer by layer, whether each GroupNL layer costs less than the convolution
 it replaced on that target.
 """
@@ -17,6 +19,7 @@ from keras_groupnl.converters._errors import ConversionError
 from keras_groupnl.converters._layer_costs import LayerCost
 from keras_groupnl.converters._layer_costs import LayerCosts
 from keras_groupnl.converters._layer_costs import layer_costs
+from keras_groupnl.converters._partitioned import mcu_predict
 from keras_groupnl.converters._report import ConversionReport
 
 __all__ = [
@@ -29,4 +32,5 @@ __all__ = [
     "convert",
     "format_report",
     "layer_costs",
+    "mcu_predict",
 ]

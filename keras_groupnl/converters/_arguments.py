@@ -12,7 +12,7 @@ import zipfile
 from keras_groupnl import _validation
 
 TARGETS = ("phone", "mcu")
-IO_DTYPES = ("float32", "int8")
+IO_DTYPES = ("float32", "int8", "uint8")
 # The "mcu" target's GroupNL tails (see `_mcu`).
 MCU_KERNELS = ("builtin", "fused", "fused_channel_tables")
 
@@ -27,9 +27,14 @@ def options(
     fold_batchnorm,
     integer_only,
     verbose,
+    android=None,
     mcu_kernel="builtin",
 ):
-    """The validated options as a plain dict (it crosses processes)."""
+    """The validated options as a plain dict (it crosses processes).
+
+    `android`: `{"class_names", "normalization", "rgb_input"}` as given to
+    `convert` (phone options).
+    """
     if not isinstance(target, str) or target not in TARGETS:
         raise ValueError(
             "Unknown `target`: expected 'phone' (int8 LiteRT model for "
@@ -62,6 +67,7 @@ def options(
             f"`verbose` must be 0 or 1. Received: verbose={verbose!r}"
         )
     return {
+        **_android_options(android or {}, target),
         "target": target,
         "io_dtype": _io_dtype(io_dtype, target),
         "name": _name(name),
@@ -94,8 +100,8 @@ def _io_dtype(io_dtype, target):
             value = None
     if value not in IO_DTYPES:
         raise ValueError(
-            "`io_dtype` must be 'float32' or 'int8' (the type of the model "
-            f"input and output). Received: io_dtype={io_dtype!r}"
+            "`io_dtype` must be 'float32', 'uint8' or 'int8' (the type of "
+            f"the model input and output). Received: io_dtype={io_dtype!r}"
         )
     if target == "mcu" and value != "int8":
         raise ValueError(
@@ -103,6 +109,70 @@ def _io_dtype(io_dtype, target):
             f"int8. Received: io_dtype={io_dtype!r}"
         )
     return value
+
+
+def _android_options(given, target):
+    """`class_names`, `normalization` and `rgb_input`, checked."""
+    from keras_groupnl.converters import _normalization
+
+    names = given.get("class_names")
+    rgb_input = given.get("rgb_input")
+    if rgb_input is not None:
+        rgb_input = _validation.boolean(rgb_input, "rgb_input")
+    for key, value in given.items():
+        if value is not None and target != "phone":
+            raise ValueError(
+                f"`{key}` applies to the 'phone' target (TensorFlow Lite "
+                f"Micro reads no metadata). Received: {key}={value!r}, "
+                f"target={target!r}"
+            )
+    return {
+        "class_names": None if names is None else class_names(names),
+        "normalization": _normalization.argument(given.get("normalization")),
+        "rgb_input": rgb_input,
+    }
+
+
+def class_names(value):
+    """A list of class names from a list or a text file (one per line)."""
+    if isinstance(value, (str, os.PathLike)):
+        path = os.fspath(value)
+        try:
+            with open(path, encoding="utf-8") as f:
+                value = [line.rstrip("\r\n") for line in f]
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(
+                f"Cannot read `class_names` from '{path}': {error}. "
+                f"Received: class_names={path!r}"
+            ) from None
+        while value and not value[-1].strip():
+            value.pop()
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(
+            "`class_names` must be a non-empty list of names or the path of "
+            f"a text file with one name per line. Received: "
+            f"class_names={value!r}"
+        )
+    for name in value:
+        if not isinstance(name, str) or not name.strip() or "\n" in name:
+            raise ValueError(
+                "Every class name must be a non-empty one-line string. "
+                f"Received: class_names with {name!r}"
+            )
+    return [str(name) for name in value]
+
+
+def check_class_names(names, output_shape):
+    """Checks that there is one class name per model output."""
+    if names is None:
+        return
+    classes = output_shape[-1] if len(output_shape) == 2 else None
+    if classes != len(names):
+        raise ValueError(
+            f"`class_names` has {len(names)} names; the model output "
+            f"{output_shape} needs one per class. Received: "
+            f"class_names={names[:4]!r}{' ...' if len(names) > 4 else ''}"
+        )
 
 
 def _name(name):

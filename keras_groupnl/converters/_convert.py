@@ -48,6 +48,9 @@ def convert(
     verification_samples=None,
     min_top1_agreement=None,
     fold_batchnorm=True,
+    class_names=None,
+    normalization=None,
+    rgb_input=None,
     mcu_kernel="builtin",
     verbose=1,
 ):
@@ -80,6 +83,19 @@ def convert(
     `compare_with`, a plain model is converted and run the same way and its
     figures (and the ratios, latency timed interleaved) are in the report.
 
+    A `"phone"` model is ready for Android's image clients (MediaPipe Tasks
+    `ImageClassifier`, LiteRT `CompiledModel`): it carries TFLite model
+    metadata (RGB or grayscale image input, the normalisation that
+    reproduces the model's preprocessing, min/max, the class names as a
+    packed label file, name, description with the GroupNL settings, and a
+    version: the first 12 hex digits of the SHA-256 of the model without
+    metadata). A 1-channel image model gets an RGB -> gray input stage, a
+    model normalised per channel (ImageNet mean / std) gets the
+    normalisation in the graph (then it takes raw pixels), and
+    `io_dtype="uint8"` gives camera pixels straight in. The report says
+    what was added, and which clients accepted the file
+    (`report.android`).
+
     Any backend works: on JAX or PyTorch the model is saved to a temporary
     `.keras` file and converted in a TensorFlow subprocess, which stops when
     this process stops.
@@ -104,11 +120,13 @@ def convert(
         output_dir: directory for the artefacts; created if missing.
         labels: optional class indices (or one-hot rows), one per sample;
             adds accuracy to the report. Taken from `(x, y)` batches when
-            not given.
+            not given. (The names of the classes are `class_names`.)
         verification_data: optional held-out samples to verify on instead
             (an array, an `(x, y)` tuple or an iterable of batches).
-        io_dtype: `"float32"` or `"int8"`, the type of the model input and
-            output. Defaults to `"float32"` for `"phone"`; `"mcu"` is int8.
+        io_dtype: `"float32"`, `"uint8"` (`"phone"` only: raw pixels in,
+            as camera frames come) or `"int8"`, the type of the model input
+            and output. Defaults to `"float32"` for `"phone"`; `"mcu"` is
+            int8.
         integer_only: `"phone"` only: a full-integer model.
         compare_with: optional plain model (a `keras.Model` or `.keras`
             path), e.g. the same application with `conv_type="plain"`, to
@@ -122,6 +140,20 @@ def convert(
         fold_batchnorm: fold a BatchNormalization (and a following ReLU /
             ReLU6) that directly follows a GroupNL layer into its converted
             form. Defaults to `True`.
+        class_names: `"phone"` only: the class names, a list or the path
+            of a text file with one name per line (Android's labels.txt),
+            packed into the model for its clients. Defaults to the class
+            indices ("0", "1", ...).
+        normalization: `"phone"` only: `(mean, std)` such that the model
+            input is `(pixel - mean) / std` for pixels in [0, 255], each a
+            number or one per channel. Defaults to what the representative
+            data shows: raw pixels, `x / 255`, `x / 127.5 - 1` or the
+            ImageNet mean / std of `applications.resnet.preprocess_input`;
+            data that matches none is not taken for images.
+        rgb_input: `"phone"` only: whether a 1-channel image model takes
+            RGB (through an RGB -> gray input stage), as Android's image
+            clients require. Defaults to `True` for such models; `False`
+            keeps one channel.
         mcu_kernel: `"mcu"` only: how each GroupNL layer's tail (after its
             seed conv) runs. `"builtin"`: TFLite Micro's own ops, so the
             file runs in any TFLite Micro build (and in its Python
@@ -162,7 +194,12 @@ def convert(
         fold_batchnorm,
         integer_only,
         verbose,
-        mcu_kernel,
+        android={
+            "class_names": class_names,
+            "normalization": normalization,
+            "rgb_input": rgb_input,
+        },
+        mcu_kernel=mcu_kernel,
     )
     output_dir = _arguments.output_dir(output_dir)
     model, model_path = _arguments.load_model(model)
@@ -211,6 +248,9 @@ def _samples(model, representative_data, labels, verification_data, options):
         output_shape = _data.subclassed_output_shape(model, x)
     else:
         x = _data.fit_to_model(x, input_shape, "representative_data")
+    _arguments.check_class_names(options["class_names"], output_shape)
+    if options["target"] == "phone":
+        _check_image_input(x, options)
     y = _data.class_labels(labels, len(x), output_shape)
     data = {"x": x, "x_check": x}
     if verification_data is not None:
@@ -227,6 +267,18 @@ def _samples(model, representative_data, labels, verification_data, options):
     if y is not None:
         data["y_check"] = y
     return data
+
+
+def _check_image_input(x, options):
+    """Checks `normalization` and `rgb_input` against the samples now,
+    before anything is converted."""
+    from keras_groupnl.converters import _android_io
+    from keras_groupnl.converters import _normalization
+
+    normalization = _normalization.resolve(options["normalization"], x)
+    _android_io.plan(
+        normalization, x.shape[-1], options["io_dtype"], options["rgb_input"]
+    )
 
 
 def format_report(report):

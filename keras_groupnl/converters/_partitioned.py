@@ -146,6 +146,30 @@ class PartitionedRunner(_runtime._Runner):
         return values[self.model_output]
 
 
+def mcu_predict(model, x):
+    """Runs an "mcu" model on the host, as a microcontroller computes it.
+
+    The desktop check before flashing: LiteRT's interpreter refuses these
+    files (their int8 -> int32 QUANTIZE, or the fused GroupNL op), so a
+    builtin model runs in TFLite Micro's Python interpreter, and a fused
+    one in TFLite Micro with the fused ops' bit-exact reference.
+
+    Args:
+        model: the `.tflite` path or bytes.
+        x: float32 samples, batch axis first, as the Keras model takes.
+
+    Returns:
+        The float outputs (the int8 outputs dequantized).
+    """
+    if not isinstance(model, (bytes, bytearray)):
+        with open(model, "rb") as f:
+            model = f.read()
+    parsed = fb.read_model(model)
+    fused = any(_is_fused(parsed, op) for op in parsed.subgraphs[0].operators)
+    runner = PartitionedRunner(model) if fused else _runtime.TFLMRunner(model)
+    return runner.predict(np.asarray(x, np.float32))
+
+
 def _detail(tensor):
     quant = fb.quantization(tensor)
     return {

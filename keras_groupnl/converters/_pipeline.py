@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from keras_groupnl.analysis.machine import describe_machine
+from keras_groupnl.converters import _android
 from keras_groupnl.converters import _artifacts
 from keras_groupnl.converters import _cortex_m
 from keras_groupnl.converters import _flatbuffer as fb
@@ -38,11 +39,13 @@ LATENCY_NOTES = {
 
 @dataclasses.dataclass
 class _Measured:
-    """One converted model, checked and run."""
+    """One converted model, checked and run (`prepared`: the phone's
+    Android step, see `_android.Prepared`)."""
 
     model: object
     converted: object
     checked: object
+    prepared: object = None
 
 
 def run(model, data, options, compare_with=None):
@@ -71,6 +74,9 @@ def run(model, data, options, compare_with=None):
         ours = _measure(
             model, calibration, x_verify, y_verify, options, workdir, progress
         )
+        if ours.prepared is not None:
+            progress.stage("running it in Android's clients")
+            _android.check_clients(ours.prepared, x_verify)
         twin = None
         if compare_with is not None:
             progress.stage(f"converting the plain model '{compare_with.name}'")
@@ -105,20 +111,24 @@ def _measure(model, calibration, x, y, options, workdir, progress):
         calibration=calibration,
         workdir=tempfile.mkdtemp(dir=workdir),
         layer_names=_names.layer_names(model),
-        int8_io=options["io_dtype"] == "int8",
+        int8_io=options["io_dtype"] != "float32",
         integer_only=options["integer_only"],
         fold=options["fold_batchnorm"],
         mcu_kernel=options.get("mcu_kernel", "builtin"),
         on_sample=progress.bar(len(calibration), "calibrating int8 ranges"),
     )
     converted = TARGET_MODULES[options["target"]].convert(model, job)
+    prepared, x_run = None, x
+    if options["target"] == "phone":
+        prepared = _android.prepare(converted, model, calibration, options)
+        converted, x_run = prepared.converted, prepared.plan.to_client(x)
     _promises.check(converted, options["target"], options["integer_only"])
     progress.stage(f"verifying on {len(x)} samples")
     reference = np.asarray(model.predict(x, batch_size=64, verbose=0))
     checked = _verify.check_runtime(
-        converted, reference.astype(np.float32), x, y, progress
+        converted, reference.astype(np.float32), x_run, y, progress
     )
-    return _Measured(model, converted, checked)
+    return _Measured(model, converted, checked, prepared)
 
 
 def _check_agreement(report, minimum):
@@ -259,6 +269,7 @@ def _build_report(ours, twin, options, calibration_samples, y_verify):
             if twin is None
             else _comparison(ours, twin, latency, sizes, _sizes(twin), target)
         ),
+        android=None if ours.prepared is None else ours.prepared.android,
         toolchain=_toolchain(target),
         machine=describe_machine(tensorflow=True).to_dict(),
         cortex_m=_estimate(ours, target),
@@ -275,4 +286,6 @@ def _toolchain(target):
     packages = ["tensorflow", "ai-edge-litert", "keras-groupnl"]
     if target == "mcu":
         packages.append("tflite-micro")
+    else:
+        packages.append("mediapipe")
     return {"keras": keras.__version__, **{p: version(p) for p in packages}}

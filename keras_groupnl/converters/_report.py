@@ -86,6 +86,58 @@ class Comparison:
 
 
 @dataclasses.dataclass
+class ClientCheck:
+    """One Android client run on the converted phone file.
+
+    Attributes:
+        client: e.g. `"MediaPipe Tasks ImageClassifier"`.
+        version: the client package's version, when installed.
+        accepted: whether it loaded and ran the file (`None`: not tried).
+        top1_agreement: share of the images on which its top-1 class
+            equals LiteRT Interpreter's.
+        images: images it classified.
+        message: what it said: the error when it refused the file.
+    """
+
+    client: str
+    version: typing.Optional[str]
+    accepted: typing.Optional[bool]
+    top1_agreement: typing.Optional[float]
+    images: int
+    message: str = ""
+
+
+@dataclasses.dataclass
+class Android:
+    """What the phone file gives Android's clients (metadata, input).
+
+    Attributes:
+        color_space: `"RGB"`, `"GRAYSCALE"`, or `None` for a model whose
+            input is not taken for images.
+        input_stage: what the converter put in front of the model (an
+            empty list: nothing).
+        mean, std: the metadata's `NormalizationOptions` (the client
+            input is `(pixel - mean) / std`); `None` without image input.
+        normalization_source: where the model's normalization came from.
+        class_names: `"given"` (from `class_names`) or `"class indices"`.
+        labels_file: the packed label file.
+        metadata_bytes: what the metadata and the packed files add to the
+            file.
+        clients: `ClientCheck` per client.
+    """
+
+    color_space: typing.Optional[str]
+    input_stage: typing.List[str]
+    mean: typing.Optional[typing.List[float]]
+    std: typing.Optional[typing.List[float]]
+    normalization_source: typing.Optional[str]
+    class_names: str
+    labels_file: typing.Optional[str]
+    metadata_bytes: int
+    clients: typing.List[ClientCheck] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
 class ConversionReport:
     """What `convert` made and measured.
 
@@ -113,6 +165,7 @@ class ConversionReport:
         arena: the TFLite Micro tensor arena (mcu).
         resolver_ops: `MicroMutableOpResolver` methods (mcu).
         comparison: the plain twin, when `compare_with` was given.
+        android: metadata, input stage and Android clients (phone).
         toolchain: package versions.
         cortex_m: "mcu": estimated instructions per inference on a
             Cortex-M4F and a Cortex-M55, with CMSIS-NN and with reference
@@ -146,6 +199,7 @@ class ConversionReport:
     arena: typing.Optional[Arena] = None
     resolver_ops: typing.Optional[typing.List[str]] = None
     comparison: typing.Optional[Comparison] = None
+    android: typing.Optional[Android] = None
     toolchain: typing.Dict[str, typing.Optional[str]] = dataclasses.field(
         default_factory=dict
     )

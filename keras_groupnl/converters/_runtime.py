@@ -17,7 +17,7 @@ from keras_groupnl.converters import _native_logs
 from keras_groupnl.converters import _private
 
 
-def _quantize(x, detail):
+def quantize(x, detail):
     dtype = np.dtype(detail["dtype"])
     if dtype == np.float32:
         return x.astype(np.float32)
@@ -42,7 +42,7 @@ class _Runner:
     def predict(self, x, progress=None):
         outputs = []
         for i in range(len(x)):
-            raw = _quantize(x[i : i + 1], self.input_detail)
+            raw = quantize(x[i : i + 1], self.input_detail)
             outputs.append(
                 _dequantize(self.invoke_raw(raw), self.output_detail)
             )
@@ -52,7 +52,7 @@ class _Runner:
 
     def timed_call(self, sample):
         """A no-argument function running the model on `sample`."""
-        raw = _quantize(sample[None], self.input_detail)
+        raw = quantize(sample[None], self.input_detail)
         return lambda: self.invoke_raw(raw)
 
 
@@ -195,9 +195,7 @@ class TFLMRunner(_Runner):
 
         Returns `{"arena_bytes", "activation_bytes", "bookkeeping_bytes"}`.
         """
-        return self.measure_arena_raw(
-            _quantize(sample[None], self.input_detail)
-        )
+        return self.measure_arena_raw(quantize(sample[None], self.input_detail))
 
     def measure_arena_raw(self, raw):
         """`measure_arena` for an already quantized batch of one."""

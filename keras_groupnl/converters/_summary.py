@@ -105,12 +105,46 @@ def _run_rows(report):
                 else ""
             ),
         )
+    if report.android is not None:
+        yield from _android_rows(report.android)
     if report.resolver_ops:
         ops = report.resolver_ops
         yield (
             "op resolver",
             (f"MicroMutableOpResolver<{len(ops)}>: " + ", ".join(ops)),
         )
+
+
+def _android_rows(android):
+    """The metadata, the input stage and the Android clients."""
+    if android.color_space is None:
+        image = "not an image input (no normalization matched)"
+    else:
+        image = (
+            f"{android.color_space}, (pixel - {_values(android.mean)}) / "
+            f"{_values(android.std)} ({android.normalization_source})"
+        )
+    yield "android input", image
+    for step in android.input_stage:
+        yield "  input stage", step
+    yield (
+        "metadata",
+        f"{android.metadata_bytes:,} bytes, labels: {android.class_names}",
+    )
+    for c in android.clients:
+        if c.accepted is None:
+            text = c.message
+        elif c.accepted:
+            text = f"accepted; top-1 = Interpreter's on {c.top1_agreement:.0%}"
+            text += f" of {c.images} images; {c.message}"
+        else:
+            text = f"refused: {c.message}"
+        yield f"  {c.client}", text
+
+
+def _values(values):
+    values = [f"{v:g}" for v in values]
+    return values[0] if len(values) == 1 else "(" + ", ".join(values) + ")"
 
 
 def _table(rows):

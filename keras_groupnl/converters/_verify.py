@@ -126,7 +126,7 @@ def _check_fused(converted, reference, x, labels, progress):
         runner = _partitioned.PartitionedRunner(converted.model_bytes)
         advance = progress.bar(len(x), "running it (TFLite Micro + kernel)")
         output = runner.predict(x, advance)
-        raw = _runtime._quantize(x[:1], runner.input_detail)
+        raw = _runtime.quantize(x[:1], runner.input_detail)
         arena = _partitioned.arena(converted.model_bytes, raw)
     except _runtime.TFLMError as error:
         raise tflm_failure(error, converted) from None
