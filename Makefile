@@ -11,7 +11,7 @@ FMNIST := /usr/share/datasets/fashion-mnist
 DEMO_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup data demo lint format test test-tensorflow test-jax test-torch bench clean
+.PHONY: setup data demo lint format test test-tensorflow test-jax test-torch test-no-onednn bench clean
 
 setup: $(STAMP) data
 
@@ -65,6 +65,15 @@ test-jax: setup
 
 test-torch: setup
 	KERAS_BACKEND=torch $(PY) -m pytest -q tests $(CONVERTS)
+
+# The machine class CI may not run on: TensorFlow turns oneDNN on by default
+# only on CPUs with AVX-512 VNNI / BF16 / AMX, and its own CPU kernels lack
+# some convolutions (NCHW, unequal-stride depthwise). CI runs the layer and
+# converter tests again with oneDNN off, as an AVX2-only CPU runs them.
+test-no-onednn: setup
+	TF_ENABLE_ONEDNN_OPTS=0 KERAS_BACKEND=tensorflow $(PY) -m pytest -q \
+	  tests/test_group_nl_conv.py tests/test_converters.py tests/test_android.py \
+	  tests/test_machine.py
 
 bench: setup
 	$(PY) benchmarks/layer_speed.py
