@@ -43,7 +43,14 @@ class GroupNLConv2D(BaseGroupNLConv):
         use_bias: bool, add a bias to the seed maps before normalising them.
             Defaults to `False`.
         data_format: `"channels_last"` or `"channels_first"`. Defaults to
-            `keras.config.image_data_format()`.
+            `keras.config.image_data_format()`. TensorFlow without oneDNN
+            (CPUs without AVX-512 VNNI / BF16 / AMX, or
+            `TF_ENABLE_ONEDNN_OPTS=0`) has no channels_first conv on the
+            CPU, where Keras' own `Conv2D` fails; this layer then transposes
+            around its seed conv, at 1.1-2.0x the time of the same layer
+            channels_last (batch 8, 56x56x64 to 14x14x256, r = 2 and 4;
+            `TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/layer_speed.py
+            --backends tensorflow --channels-first`, 2-core AMD EPYC).
         kernel_initializer: initializer of the seed kernel. Defaults to
             `"glorot_uniform"`.
         bias_initializer: initializer of the bias. Defaults to `"zeros"`.
