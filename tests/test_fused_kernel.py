@@ -58,13 +58,15 @@ def kernel(tmp_path_factory):
 
 def run_kernel(lib, tail, x):
     x = np.ascontiguousarray(x, np.int8)
-    seeds = x.shape[-1]
-    pixels = x.size // seeds
+    channels = x.shape[-1]
+    pixels = x.size // channels
     tables = np.ascontiguousarray(tail.tables, np.int8)
     plan = np.ascontiguousarray(tail.plan, np.int32)
     header = tail.header()
     out = np.zeros(x.shape[:-1] + (tail.filters,), np.int8)
-    unit = np.zeros(seeds, np.int8)
+    seeds = channels // tail.group_in
+    diff = np.zeros(seeds, np.int16)
+    unit = np.zeros(seeds, np.uint8)
 
     def pointer(array):
         return ctypes.c_void_p(array.ctypes.data)
@@ -72,11 +74,12 @@ def run_kernel(lib, tail, x):
     status = lib.keras_groupnl_tail_s8(
         pointer(x),
         ctypes.c_int32(pixels),
-        ctypes.c_int32(seeds),
+        ctypes.c_int32(channels),
         pointer(tables),
         pointer(plan),
         ctypes.c_int32(tail.filters),
         pointer(header),
+        pointer(diff),
         pointer(unit),
         pointer(out),
     )
@@ -160,6 +163,49 @@ def test_kernel_matches_reference(kernel, mode, name, zero_point):
     status, out = run_kernel(kernel, tail, x)
     assert status == 0
     np.testing.assert_array_equal(out, _fused.evaluate(tail, x))
+
+
+@pytest.mark.parametrize("mode", _fused.MODES)
+@pytest.mark.parametrize(
+    "in_channels,filters,ratio", [(16, 16, 2), (24, 32, 2), (12, 8, 1)]
+)
+def test_kernel_sums_sparse_depthwise_outputs(
+    kernel, mode, in_channels, filters, ratio
+):
+    # A sparse seed conv exported as depthwise outputs: the op sums each
+    # seed map's group_in of them (channel (g * group_in + i) * m + o).
+    from keras_groupnl.layers import SparseGroupNLConv2D
+
+    layer = SparseGroupNLConv2D(
+        filters, 3, reduction_ratio=ratio, seed=1, num_groups=2
+    )
+    layer(np.zeros((1, 5, 5, in_channels), "float32"))
+    form = make_deploy_form(layer)
+    group_in = form.kernel.shape[2]
+    multiplier = form.seed_channels // form.groups
+    assert group_in > 1
+    tail = _fused.build(
+        form,
+        random_fold(filters, "relu", 3),
+        5,
+        0.05,
+        -30,
+        mode,
+        summed=True,
+    )
+    assert (tail.group_in, tail.multiplier) == (group_in, multiplier)
+    rng = np.random.default_rng(0)
+    x = rng.integers(-128, 128, (300, form.groups * group_in * multiplier))
+    x = x.astype(np.int8)
+    status, out = run_kernel(kernel, tail, x)
+    assert status == 0
+    np.testing.assert_array_equal(out, _fused.evaluate(tail, x))
+    # The sum is the seed maps': the same as feeding the summed maps.
+    d = x.astype(np.int32).reshape(300, form.groups, group_in, multiplier)
+    summed = d.sum(2).reshape(300, -1) - 5 * group_in
+    np.testing.assert_array_equal(
+        _fused.seed_differences(x, 5, group_in, multiplier), summed
+    )
 
 
 def test_channel_tables_equal_nlf_tables(kernel):

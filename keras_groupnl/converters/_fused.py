@@ -16,12 +16,15 @@ The op, `KERAS_GROUPNL_TAIL` (custom code), reads
 - input 2: int32 channel plan `(5, filters)`: rows are, per output
   channel, its seed channel, its table (-1: none), multiplier `A`, offset
   `B` and shift `S` (a row per field, so kernels load them as vectors);
-- input 3: int32 header `(4,)`: zero point of `x`, output min and max,
-  mode;
+- input 3: int32 header `(6,)`: zero point of `x`, output min and max,
+  mode, and `group_in`, `multiplier` (below);
 
 and writes the int8 output `(batch, rows, cols, filters)`. At every pixel:
 
-    d_c = x_c - zero_point;  n = sum_c d_c * d_c
+    d_c = x_c - zero_point     (group_in = 1)
+    d_c = sum_{i < group_in} (x_[(c // m * group_in + i) * m + c % m] - zp)
+                               (group_in > 1, m = multiplier)
+    n = sum_c d_c * d_c
     K = 0 if n == 0 else int32(float32(2^30) / sqrtf(float32(n)))  # trunc
     u_c = clamp((d_c * K + 2^22) >> 23, -128, 127)   # unit vector, 1/128
 
@@ -36,7 +39,11 @@ applies the folded BatchNorm per channel; mode 1 ("per-channel tables")
 precomputes mode 0's result for every channel and input byte, so a pixel
 costs one lookup per channel, at 256 bytes of flash per channel. `>>` is
 an arithmetic shift (floor). The converter chooses `S` per channel so that
-`|v * A + B| < 2^31`; the float32 operations are IEEE single precision
+`|v * A + B| < 2^31`. With `group_in > 1` the op reads the depthwise
+outputs of a sparse seed conv and sums each seed map's `group_in` of them
+itself (the normalisation cancels their common scale), so the 1x1
+summation conv of the builtin graph goes. The float32 operations are IEEE
+single precision
 (correctly rounded division and square root), the same in NumPy and in C
 without `-ffast-math`.
 """
@@ -67,6 +74,8 @@ class FusedTail:
         plan: int32 `(5, filters)`: seed, table, A, B, S of every channel.
         out_min, out_max: the output clamp (the fused activation).
         mode: 0 (`"nlf_tables"`) or 1 (`"channel_tables"`).
+        group_in, multiplier: how the input's channels sum to seed maps
+            (1, 1: the input is the seed maps).
     """
 
     layer: str
@@ -76,6 +85,8 @@ class FusedTail:
     out_min: int
     out_max: int
     mode: int
+    group_in: int = 1
+    multiplier: int = 1
 
     @property
     def seeds(self):
@@ -86,14 +97,25 @@ class FusedTail:
         return int(self.plan.shape[1])
 
     def header(self):
-        return np.array(
-            [self.zero_point, self.out_min, self.out_max, self.mode], np.int32
-        )
+        fields = [self.zero_point, self.out_min, self.out_max, self.mode]
+        return np.array(fields + [self.group_in, self.multiplier], np.int32)
 
 
-def unit_vectors(x, zero_point):
-    """The int8 unit vectors `u` of int8 seed maps `x` (last axis)."""
+def seed_differences(x, zero_point, group_in=1, multiplier=1):
+    """`d`: the seed maps of int8 `x` (last axis), zero point removed."""
     d = np.asarray(x, np.int32) - np.int32(zero_point)
+    if group_in == 1:
+        return d
+    groups = d.shape[-1] // (group_in * multiplier)
+    d = d.reshape(d.shape[:-1] + (groups, group_in, multiplier))
+    return d.sum(axis=-2, dtype=np.int32).reshape(
+        d.shape[:-3] + (groups * multiplier,)
+    )
+
+
+def unit_vectors(x, zero_point, group_in=1, multiplier=1):
+    """The int8 unit vectors `u` of the seed maps of int8 `x`."""
+    d = seed_differences(x, zero_point, group_in, multiplier)
     n = np.sum(d * d, axis=-1, keepdims=True, dtype=np.int32)
     root = np.sqrt(n.astype(np.float32))
     with np.errstate(divide="ignore"):
@@ -105,7 +127,9 @@ def unit_vectors(x, zero_point):
 
 def evaluate(tail, x):
     """The op's int8 output for int8 seed maps `x` (bit-exact reference)."""
-    u = unit_vectors(x, tail.zero_point).astype(np.int32)
+    u = unit_vectors(x, tail.zero_point, tail.group_in, tail.multiplier).astype(
+        np.int32
+    )
     source, table = tail.plan[0], tail.plan[1]
     picked = u[..., source]  # (..., filters)
     if tail.mode == 1:
@@ -129,7 +153,9 @@ def _requantize(v, plan, out_min, out_max):
     return np.clip(y, out_min, out_max).astype(np.int8)
 
 
-def build(form, fold, zero_point, out_scale, out_zero_point, mode):
+def build(
+    form, fold, zero_point, out_scale, out_zero_point, mode, summed=False
+):
     """The `FusedTail` of a GroupNL layer and the BatchNorm folded in.
 
     Args:
@@ -138,6 +164,8 @@ def build(form, fold, zero_point, out_scale, out_zero_point, mode):
         zero_point: the zero point of the int8 seed maps.
         out_scale, out_zero_point: the int8 output's quantization.
         mode: `"nlf_tables"` or `"channel_tables"`.
+        summed: whether the op reads the depthwise outputs of a sparse
+            seed conv and sums them itself (see the module docstring).
     """
     seeds, filters = form.seed_channels, form.filters
     if seeds > MAX_SEEDS:
@@ -161,6 +189,7 @@ def build(form, fold, zero_point, out_scale, out_zero_point, mode):
     alpha = np.asarray(scale, np.float64) / (128.0 * out_scale)
     beta = np.asarray(shift, np.float64) / out_scale + out_zero_point
     plan = _requantization(source, table, alpha, beta)
+    grouping = _grouping(form, summed)
     if mode == "nlf_tables":
         return FusedTail(
             form.name,
@@ -170,6 +199,7 @@ def build(form, fold, zero_point, out_scale, out_zero_point, mode):
             out_min,
             out_max,
             0,
+            *grouping,
         )
     # Every channel's output for every input byte, by mode 0's arithmetic.
     inputs = np.arange(-128, 128, dtype=np.int32)[:, None]
@@ -187,7 +217,28 @@ def build(form, fold, zero_point, out_scale, out_zero_point, mode):
         out_min,
         out_max,
         1,
+        *grouping,
     )
+
+
+def can_sum(form):
+    """Whether the op can sum a sparse seed conv's depthwise outputs: no
+    seed bias (it is added after the sum), and `n` stays in int32."""
+    group_in = int(form.kernel.shape[2])
+    bound = form.seed_channels * (group_in * 255) ** 2
+    return form.groups > 1 and form.bias is None and bound < _INT32_LIMIT
+
+
+def _grouping(form, summed):
+    """`(group_in, multiplier)` of the op's input."""
+    if not summed:
+        return 1, 1
+    if not can_sum(form):
+        raise ValueError(
+            f"Layer '{form.name}': its depthwise outputs cannot be summed in "
+            "the fused op (a seed bias, or too many seed maps)."
+        )
+    return int(form.kernel.shape[2]), form.seed_channels // form.groups
 
 
 def _nlf_tables(form):

@@ -41,12 +41,17 @@ def fuse(model, op_layers, deployed, mode):
         region = _tail_region(model, op_layers, layer.name)
         source = int(subgraph.operators[region[0]].inputs[0])
         output = _region_output(subgraph, region, layer.name)
+        summation = _summation(model, op_layers, layer, source)
+        if summation is not None:  # The op sums the depthwise outputs.
+            source = int(subgraph.operators[summation].inputs[0])
+            region = [summation] + region
         tail = _fused.build(
             layer.form,
             layer.fold,
             _zero_point(subgraph.tensors[source]),
             *_scale_and_zero_point(subgraph.tensors[output]),
             mode,
+            summed=summation is not None,
         )
         op = _custom_op(model, subgraph, tail, source, output)
         ops = list(subgraph.operators)
@@ -73,6 +78,34 @@ def _tail_region(model, op_layers, layer):
             layer=layer,
         )
     return [i for i in mine if i >= starts[0] and names[i] not in _KEPT]
+
+
+def _summation(model, op_layers, layer, source):
+    """The index of a sparse seed conv's 1x1 summation conv making
+    `source`, when the fused op can sum the depthwise outputs itself."""
+    form = layer.form
+    if form.groups == 1 or form.kernel.shape[2] == 1:
+        return None  # A full seed conv, or a depthwise one with no sum.
+    if not _fused.can_sum(form):
+        return None
+    subgraph = model.subgraphs[0]
+    producers, consumers = fb.producers_and_consumers(subgraph)
+    index = producers.get(source)
+    if (
+        index is None
+        or op_layers[index] != layer.name
+        or fb.op_name(model, subgraph.operators[index]) != "CONV_2D"
+        or len(consumers.get(source, [])) != 1
+    ):
+        return None
+    depthwise = producers.get(int(subgraph.operators[index].inputs[0]))
+    if (
+        depthwise is None
+        or fb.op_name(model, subgraph.operators[depthwise])
+        != "DEPTHWISE_CONV_2D"
+    ):
+        return None
+    return index
 
 
 def _region_output(subgraph, region, layer):

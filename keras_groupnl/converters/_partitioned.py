@@ -8,10 +8,11 @@ interpreter runs (the same reference kernels, so the same bytes), and every
 fused op is computed by its bit-exact NumPy reference (`_fused.evaluate`),
 the reference the C kernel is tested against.
 
-`stand_in` gives the model with every fused op replaced by a PAD of the same
-output tensor: it loads in TFLite Micro with the same tensors and the same
-number of ops, so its arena is the fused model's, but for the fused ops'
-scratch buffers (one pixel's unit vector each), which `arena` adds.
+`stand_in` gives the model with every fused op replaced by a PAD (or a
+SLICE) of the same output tensor: it loads in TFLite Micro with the same
+tensors and the same number of ops, so its arena is the fused model's, but
+for the fused ops' scratch buffers (3 bytes per seed map), which `arena`
+adds.
 """
 
 import numpy as np
@@ -99,6 +100,8 @@ def _tail(model, op):
         out_min=int(header[1]),
         out_max=int(header[2]),
         mode=int(header[3]),
+        group_in=int(header[4]),
+        multiplier=int(header[5]),
     )
 
 
@@ -183,7 +186,8 @@ def stand_in(model_bytes):
     """The fused model with a PAD for every fused op, and an arena plan.
 
     Returns `(bytes, scratch)`: the stand-in and the largest scratch buffer
-    a fused op asks for (its seed maps per pixel).
+    a fused op asks for (3 bytes per seed map: int16 differences and the
+    unit vector).
     """
     model = fb.read_model(model_bytes)
     subgraph = model.subgraphs[0]
@@ -193,10 +197,25 @@ def stand_in(model_bytes):
             continue
         source, output = int(op.inputs[0]), int(op.outputs[0])
         shape = [int(d) for d in subgraph.tensors[output].shape]
-        seeds = int(subgraph.tensors[source].shape[-1])
-        scratch = max(scratch, seeds)
+        tail = _tail(model, op)
+        scratch = max(scratch, 3 * tail.seeds)
+        subgraph.operators[index] = _same_shape_op(
+            model, subgraph, source, output, shape
+        )
+        # The stand-in keeps its input's quantization; values do not matter.
+        subgraph.tensors[output].quantization = subgraph.tensors[
+            source
+        ].quantization
+    _memory_plan.add_offline_plan(model)
+    return fb.write_model(model), scratch
+
+
+def _same_shape_op(model, subgraph, source, output, shape):
+    """A PAD (or, for a wider input, a SLICE) of `source` into `output`."""
+    channels = int(subgraph.tensors[source].shape[-1])
+    if channels <= shape[-1]:
         paddings = np.zeros((len(shape), 2), np.int32)
-        paddings[-1, 1] = shape[-1] - seeds
+        paddings[-1, 1] = shape[-1] - channels
         padding = fb.add_tensor(
             model,
             subgraph,
@@ -205,15 +224,21 @@ def stand_in(model_bytes):
             paddings.shape,
             value=paddings,
         )
-        subgraph.operators[index] = fb.make_op(
-            model, "PAD", 1, [source, padding], [output]
+        return fb.make_op(model, "PAD", 1, [source, padding], [output])
+    begin = np.zeros(len(shape), np.int32)
+    size = np.asarray(shape, np.int32)
+    constants = [
+        fb.add_tensor(
+            model,
+            subgraph,
+            "",
+            schema.TensorType.INT32,
+            value.shape,
+            value=value,
         )
-        # PAD keeps its input's quantization; the values do not matter.
-        subgraph.tensors[output].quantization = subgraph.tensors[
-            source
-        ].quantization
-    _memory_plan.add_offline_plan(model)
-    return fb.write_model(model), scratch
+        for value in (begin, size)
+    ]
+    return fb.make_op(model, "SLICE", 1, [source] + constants, [output])
 
 
 def arena(model_bytes, sample_raw):

@@ -50,21 +50,62 @@ static Plan plan_rows(const int32_t* plan, int32_t filters) {
   return rows;
 }
 
-/* K = int32(2^30 / sqrt(n)), n the squared norm of one pixel's seed maps. */
-static int32_t inverse_norm(const int8_t* x, int32_t seeds,
-                            int32_t zero_point) {
+/* d: one pixel's seed maps, zero point removed; with group_in > 1 each
+ * seed map sums group_in input channels (see keras_groupnl_tail.h). */
+static void seed_differences(const int8_t* x, int32_t seeds,
+                             int32_t zero_point, int32_t group_in,
+                             int32_t multiplier, int16_t* d) {
+  if (group_in == 1) {
+#if defined(KERAS_GROUPNL_MVE)
+    for (int32_t c = 0; c < seeds; c += 8) {
+      const mve_pred16_t p = vctp16q((uint32_t)(seeds - c));
+      vstrhq_p_s16(d + c,
+                   vsubq_n_s16(vldrbq_z_s16(x + c, p), (int16_t)zero_point),
+                   p);
+    }
+#else
+    for (int32_t c = 0; c < seeds; ++c) d[c] = (int16_t)(x[c] - zero_point);
+#endif
+    return;
+  }
+  const int32_t offset = group_in * zero_point;
+#if defined(KERAS_GROUPNL_MVE)
+  if (multiplier == 1) {
+    /* Seed c sums inputs c * group_in + i: one gather per i, 8 seeds. */
+    const uint16x8_t lanes = vmulq_n_u16(vidupq_n_u16(0, 1), group_in);
+    for (int32_t c = 0; c < seeds; c += 8) {
+      const mve_pred16_t p = vctp16q((uint32_t)(seeds - c));
+      const int8_t* base = x + c * group_in;
+      int16x8_t sum = vdupq_n_s16((int16_t)-offset);
+      for (int32_t i = 0; i < group_in; ++i) {
+        sum = vaddq_s16(sum, vldrbq_gather_offset_z_s16(base + i, lanes, p));
+      }
+      vstrhq_p_s16(d + c, sum, p);
+    }
+    return;
+  }
+#endif
+  for (int32_t g = 0; g < seeds / multiplier; ++g) {
+    const int8_t* block = x + g * group_in * multiplier;
+    for (int32_t o = 0; o < multiplier; ++o) {
+      int32_t sum = -offset;
+      for (int32_t i = 0; i < group_in; ++i) sum += block[i * multiplier + o];
+      d[g * multiplier + o] = (int16_t)sum;
+    }
+  }
+}
+
+/* K = int32(2^30 / sqrt(n)), n the squared norm of d. */
+static int32_t inverse_norm(const int16_t* d, int32_t seeds) {
   int32_t norm2 = 0;
 #if defined(KERAS_GROUPNL_MVE)
   for (int32_t c = 0; c < seeds; c += 8) {
     const mve_pred16_t p = vctp16q((uint32_t)(seeds - c));
-    const int16x8_t d = vsubq_n_s16(vldrbq_z_s16(x + c, p), (int16_t)zero_point);
-    norm2 = vmladavaq_p_s16(norm2, d, d, p);
+    const int16x8_t v = vldrhq_z_s16(d + c, p);
+    norm2 = vmladavaq_p_s16(norm2, v, v, p);
   }
 #else
-  for (int32_t c = 0; c < seeds; ++c) {
-    const int32_t d = x[c] - zero_point;
-    norm2 += d * d;
-  }
+  for (int32_t c = 0; c < seeds; ++c) norm2 += (int32_t)d[c] * d[c];
 #endif
   if (norm2 <= 0) return 0;
   const float inverse = 1073741824.0f / sqrtf((float)norm2);
@@ -73,22 +114,20 @@ static int32_t inverse_norm(const int8_t* x, int32_t seeds,
 
 /* One pixel's unit vector (int8, units of 1/128), stored as `u + 128` so
  * that it indexes a table directly. */
-static void unit_vector(const int8_t* x, int32_t seeds, int32_t zero_point,
-                        uint8_t* index) {
-  const int32_t k = inverse_norm(x, seeds, zero_point);
+static void unit_vector(const int16_t* d, int32_t seeds, uint8_t* index) {
+  const int32_t k = inverse_norm(d, seeds);
 #if defined(KERAS_GROUPNL_MVE)
   for (int32_t c = 0; c < seeds; c += 4) {
     const mve_pred16_t p = vctp32q((uint32_t)(seeds - c));
-    int32x4_t u = vsubq_n_s32(vldrbq_z_s32(x + c, p), zero_point);
-    u = vaddq_n_s32(vmulq_n_s32(u, k), KERAS_GROUPNL_HALF);
+    int32x4_t u = vmulq_n_s32(vldrhq_z_s32(d + c, p), k);
+    u = vaddq_n_s32(u, KERAS_GROUPNL_HALF);
     u = vshrq_n_s32(u, KERAS_GROUPNL_UNIT_SHIFT);
     u = vminq_s32(vmaxq_s32(u, vdupq_n_s32(-128)), vdupq_n_s32(127));
     vstrbq_p_s32((int8_t*)(index + c), vaddq_n_s32(u, 128), p);
   }
 #else
   for (int32_t c = 0; c < seeds; ++c) {
-    const int32_t d = x[c] - zero_point;
-    const int32_t u = (d * k + KERAS_GROUPNL_HALF) >> KERAS_GROUPNL_UNIT_SHIFT;
+    const int32_t u = (d[c] * k + KERAS_GROUPNL_HALF) >> KERAS_GROUPNL_UNIT_SHIFT;
     index[c] = (uint8_t)(KERAS_GROUPNL_SAT8(u) + 128);
   }
 #endif
@@ -194,18 +233,27 @@ int keras_groupnl_tail_check_plan(const int32_t* plan, int32_t filters,
   return 0;
 }
 
-int keras_groupnl_tail_s8(const int8_t* x, int32_t pixels, int32_t seeds,
-                          const int8_t* tables, const int32_t* plan,
-                          int32_t filters, const int32_t* header,
+int keras_groupnl_tail_s8(const int8_t* x, int32_t pixels,
+                          int32_t in_channels, const int8_t* tables,
+                          const int32_t* plan, int32_t filters,
+                          const int32_t* header, int16_t* diff,
                           uint8_t* index, int8_t* out) {
   const int32_t zero_point = header[0];
   const int32_t mode = header[3];
+  const int32_t group_in = header[4];
+  const int32_t multiplier = header[5];
   if (mode != KERAS_GROUPNL_NLF_TABLES && mode != KERAS_GROUPNL_CHANNEL_TABLES) {
     return -1;
   }
+  if (group_in < 1 || multiplier < 1 ||
+      in_channels % (group_in * multiplier) != 0) {
+    return -1;
+  }
+  const int32_t seeds = in_channels / group_in;
   const Plan rows = plan_rows(plan, filters);
-  for (int32_t p = 0; p < pixels; ++p, x += seeds, out += filters) {
-    unit_vector(x, seeds, zero_point, index);
+  for (int32_t p = 0; p < pixels; ++p, x += in_channels, out += filters) {
+    seed_differences(x, seeds, zero_point, group_in, multiplier, diff);
+    unit_vector(diff, seeds, index);
     if (mode == KERAS_GROUPNL_NLF_TABLES) {
       nlf_tables(index, seeds, tables, &rows, filters, header[1], header[2],
                  out);

@@ -42,14 +42,17 @@ int keras_groupnl_tail_check_plan(const int32_t* plan, int32_t filters,
                                   int32_t mode);
 
 /* Computes `pixels` output vectors of `filters` int8 channels from as many
- * input vectors of `seeds` int8 seed maps. `header` is {zero point of x,
- * output min, output max, mode}; `tables` holds 256 int8 values per
- * table; `index` is scratch memory of `seeds` bytes. The plan must have
- * passed keras_groupnl_tail_check_plan. Returns 0, or -1 for an unknown
- * mode. */
-int keras_groupnl_tail_s8(const int8_t* x, int32_t pixels, int32_t seeds,
-                          const int8_t* tables, const int32_t* plan,
-                          int32_t filters, const int32_t* header,
+ * input vectors of `in_channels` int8 values. `header` is {zero point of
+ * x, output min, output max, mode, group_in, multiplier}: the input holds
+ * `in_channels / group_in` seed maps, each the sum of `group_in` input
+ * channels (1: the input is the seed maps). `tables` holds 256 int8 values
+ * per table; `diff` (int16) and `index` (bytes) are scratch memory of one
+ * entry per seed map. The plan must have passed
+ * keras_groupnl_tail_check_plan. Returns 0, or -1 for a bad header. */
+int keras_groupnl_tail_s8(const int8_t* x, int32_t pixels,
+                          int32_t in_channels, const int8_t* tables,
+                          const int32_t* plan, int32_t filters,
+                          const int32_t* header, int16_t* diff,
                           uint8_t* index, int8_t* out);
 
 #ifdef __cplusplus

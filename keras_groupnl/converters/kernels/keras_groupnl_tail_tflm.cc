@@ -17,7 +17,8 @@ extern "C" {
 namespace {
 
 struct OpData {
-  int unit_buffer;  // scratch: one pixel's unit vector, `seeds` bytes
+  int scratch;  // one pixel's seed maps: int16 differences, then bytes
+  int seeds;
 };
 
 void* Init(TfLiteContext* context, const char* buffer, size_t length) {
@@ -40,7 +41,12 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   TF_LITE_ENSURE_TYPES_EQ(context, out->type, kTfLiteInt8);
   TF_LITE_ENSURE_TYPES_EQ(context, plan->type, kTfLiteInt32);
   const int dims = x->dims->size;
-  const int seeds = x->dims->data[dims - 1];
+  const int32_t* head = tflite::GetTensorData<int32_t>(header);
+  TF_LITE_ENSURE_EQ(context, header->dims->data[0], 6);
+  const int in_channels = x->dims->data[dims - 1];
+  TF_LITE_ENSURE(context, head[4] >= 1 && head[5] >= 1);
+  TF_LITE_ENSURE_EQ(context, in_channels % (head[4] * head[5]), 0);
+  const int seeds = in_channels / head[4];
   TF_LITE_ENSURE_EQ(context, plan->dims->size, 2);
   TF_LITE_ENSURE_EQ(context, plan->dims->data[0], KERAS_GROUPNL_PLAN_ROWS);
   TF_LITE_ENSURE_EQ(context, out->dims->data[dims - 1], plan->dims->data[1]);
@@ -49,11 +55,12 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
       context,
       keras_groupnl_tail_check_plan(
           tflite::GetTensorData<int32_t>(plan), plan->dims->data[1], seeds,
-          num_tables, tflite::GetTensorData<int32_t>(header)[3]),
+          num_tables, head[3]),
       0);
   auto* data = static_cast<OpData*>(node->user_data);
+  data->seeds = seeds;
   TfLiteStatus status = context->RequestScratchBufferInArena(
-      context, seeds, &data->unit_buffer);
+      context, 3 * seeds, &data->scratch);
   micro->DeallocateTempTfLiteTensor(x);
   micro->DeallocateTempTfLiteTensor(tables);
   micro->DeallocateTempTfLiteTensor(plan);
@@ -71,17 +78,19 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
       tflite::micro::GetEvalInput(context, node, 3);
   TfLiteEvalTensor* out = tflite::micro::GetEvalOutput(context, node, 0);
   const int dims = x->dims->size;
-  const int32_t seeds = x->dims->data[dims - 1];
+  const int32_t in_channels = x->dims->data[dims - 1];
   int32_t pixels = 1;
   for (int i = 0; i < dims - 1; ++i) pixels *= x->dims->data[i];
   auto* data = static_cast<OpData*>(node->user_data);
-  auto* index = static_cast<uint8_t*>(
-      context->GetScratchBuffer(context, data->unit_buffer));
+  // Scratch buffers are aligned: the int16 part first, then the bytes.
+  auto* diff =
+      static_cast<int16_t*>(context->GetScratchBuffer(context, data->scratch));
+  auto* index = reinterpret_cast<uint8_t*>(diff + data->seeds);
   const int status = keras_groupnl_tail_s8(
-      tflite::micro::GetTensorData<int8_t>(x), pixels, seeds,
+      tflite::micro::GetTensorData<int8_t>(x), pixels, in_channels,
       tflite::micro::GetTensorData<int8_t>(tables),
       tflite::micro::GetTensorData<int32_t>(plan), plan->dims->data[1],
-      tflite::micro::GetTensorData<int32_t>(header), index,
+      tflite::micro::GetTensorData<int32_t>(header), diff, index,
       tflite::micro::GetTensorData<int8_t>(out));
   return status == 0 ? kTfLiteOk : kTfLiteError;
 }
