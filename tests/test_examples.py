@@ -54,7 +54,11 @@ def test_end_to_end_run_writes_a_consistent_report(tmp_path):
         accuracies = saved["robustness"][kind]
         assert 0.0 <= accuracies["clean"] <= 1.0
     mcu = saved["int8"]["mcu"]
-    assert mcu["float_ops"] == 0 and mcu["runtime"] == "tflm"
+    # The fused GroupNL kernel by default, with the Cortex-M estimates.
+    assert mcu["float_ops"] == 0 and mcu["runtime"] == "tflm_fused"
+    assert "latency_ms" not in mcu
+    assert mcu["cortex_m_ratios"]["cortex-m4f/cmsis-nn"] < 1.0
+    assert any('AddCustom("KERAS_GROUPNL_TAIL"' in op for op in mcu["ops"])
     assert mcu["arena_bytes"] > 0
     assert mcu["arena_ratio"] == mcu["arena_bytes"] / mcu["plain_arena_bytes"]
     assert os.path.isfile(mcu["tflite"])
