@@ -15,9 +15,11 @@ the fit can be re-run from them.
     python benchmarks/cortex_m_costs.py models build/cortex_m   # .tflite set
     (measure each model on each CPU, see docs/results.md)
     python benchmarks/cortex_m_costs.py fit docs/cortex_m/measurements.json
+    python benchmarks/cortex_m_costs.py table docs/cortex_m/measurements.json
 
 `fit` writes the coefficients and prints, for every measured model, the
-estimate against the measurement.
+estimate against the measurement; `table` prints the measurements against
+each model's plain twin (the docs' tables).
 """
 
 import argparse
@@ -168,6 +170,44 @@ def check(measurements):
     )
 
 
+def twin(name):
+    """The plain model a measured model compares with."""
+    prefix = next((p for p in HELD_OUT if name.startswith(p)), "")
+    return prefix + "plain"
+
+
+def table(measurements):
+    """Instructions, arena and file of every model against its twin."""
+    entries = {e["name"]: e for e in measurements["models"]}
+    targets = list(next(iter(entries.values()))["instructions"])
+    arenas = [t for t in targets if t.endswith("cmsis-nn")]
+
+    def cell(value, base):
+        return f"{value:,} ({tables.ratio(value / base)})"
+
+    body = []
+    for name, entry in entries.items():
+        base = entries[twin(name)]
+        body.append(
+            [name]
+            + [
+                cell(entry["instructions"][t], base["instructions"][t])
+                for t in targets
+            ]
+            + [cell(entry["arena"][t], base["arena"][t]) for t in arenas]
+            + [cell(entry["file_bytes"], base["file_bytes"])]
+            + ["yes" if all(entry["checked"].values()) else "NO"]
+        )
+    headers = (
+        ["model"]
+        + [f"{t} instructions" for t in targets]
+        + [f"arena B, {t}" for t in arenas]
+        + ["file B", "outputs = host"]
+    )
+    align = "l" + "r" * (len(headers) - 2) + "l"
+    print(tables.markdown(headers, body, align=align))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,12 +216,17 @@ def main(argv=None):
     fitting = sub.add_parser("fit", help="fit the cost model")
     fitting.add_argument("measurements")
     fitting.add_argument("--out", default=COSTS)
+    showing = sub.add_parser("table", help="print the measurements")
+    showing.add_argument("measurements")
     args = parser.parse_args(argv)
     if args.command == "models":
         write_models(args.out_dir)
         return 0
     with open(args.measurements) as f:
         measurements = json.load(f)
+    if args.command == "table":
+        table(measurements)
+        return 0
     costs = {
         "source": (
             f"{os.path.relpath(args.measurements, ROOT)}: "
