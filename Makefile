@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch==2.13.0 is pinned in the extra: it is the CPU wheel; any other
 	# torch spec pulls several GB of CUDA packages.
-	$(PY) -m pip install --quiet -e ".[tensorflow,jax,torch,tflite,test,lint,examples]"
+	$(PY) -m pip install --quiet -e ".[tensorflow,jax,torch,tflite,hub,test,lint,examples]"
 	touch $(STAMP)
 
 # Fashion-MNIST from Debian's package where apt is usable; otherwise the
