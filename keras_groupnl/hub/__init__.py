@@ -13,6 +13,10 @@ converter, a classifier preprocessor and an image classifier.
   the GroupNL settings. Then `GroupNL<Family>ImageConverter`,
   `GroupNL<Family>ImageClassifierPreprocessor` and
   `GroupNL<Family>ImageClassifier`.
+- `RetrofitBackbone`: what `keras_groupnl.to_groupnl` returns for a
+  keras-hub backbone, a `Backbone` whose config is the source backbone's
+  config plus the `to_groupnl` settings; `RetrofitImageClassifier`, what it
+  returns for an `ImageClassifier`, and its converter and preprocessor.
 
 Every class is registered with Keras (package `"keras_groupnl"`): import
 `keras_groupnl.hub` before `from_preset` loads a preset that uses them.
@@ -48,6 +52,10 @@ from keras_groupnl.hub.resnet import GroupNLResNetBackbone
 from keras_groupnl.hub.resnet import GroupNLResNetImageClassifier
 from keras_groupnl.hub.resnet import GroupNLResNetImageClassifierPreprocessor
 from keras_groupnl.hub.resnet import GroupNLResNetImageConverter
+from keras_groupnl.hub.retrofit import RetrofitBackbone
+from keras_groupnl.hub.retrofit import RetrofitImageClassifier
+from keras_groupnl.hub.retrofit import RetrofitImageClassifierPreprocessor
+from keras_groupnl.hub.retrofit import RetrofitImageConverter
 
 __all__ = [
     "ApplicationBackbone",
@@ -64,4 +72,8 @@ __all__ = [
     "GroupNLResNetImageClassifier",
     "GroupNLResNetImageClassifierPreprocessor",
     "GroupNLResNetImageConverter",
+    "RetrofitBackbone",
+    "RetrofitImageClassifier",
+    "RetrofitImageClassifierPreprocessor",
+    "RetrofitImageConverter",
 ]

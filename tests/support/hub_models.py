@@ -1,17 +1,48 @@
-"""Checks shared by the hub tests.
+"""keras-hub models and checks shared by the hub tests.
 
-What the tests check of keras-hub models: weights, sinusoid tables, one
-training step, configs as they read back from a preset.
+Small models with random weights (32x32 images), and the checks the
+tests make of them: weights, sinusoid tables, one training step, configs
+as they read back from a preset.
 """
 
 import json
 
 import keras
+import keras_hub
 import numpy as np
 
 from keras_groupnl.layers import BaseGroupNLConv
 
 SHAPE = (32, 32, 3)
+
+
+def keras_hub_resnet():
+    """A keras-hub ResNet backbone: basic blocks, 32x32 images, 2 stacks."""
+    keras.utils.set_random_seed(0)
+    return keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 32],
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2],
+        block_type="basic_block",
+        image_shape=SHAPE,
+    )
+
+
+def keras_hub_classifier():
+    """A keras-hub `ResNetImageClassifier` (3 classes) with a preprocessor
+    that scales pixels to [0, 1]."""
+    converter = keras_hub.layers.ResNetImageConverter(
+        image_size=SHAPE[:2], scale=1 / 255.0
+    )
+    return keras_hub.models.ResNetImageClassifier(
+        backbone=keras_hub_resnet(),
+        num_classes=3,
+        preprocessor=keras_hub.models.ResNetImageClassifierPreprocessor(
+            converter
+        ),
+    )
 
 
 def numpy(x):
