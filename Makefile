@@ -50,18 +50,18 @@ format: $(STAMP)
 
 # One pytest process per backend: the Keras backend is fixed per process.
 # Conversion needs TensorFlow whatever the caller's backend, so the
-# converter tests and the end-to-end example's smoke test (it converts too)
-# run once, in the TensorFlow process.
+# converter tests (keras-hub models' too) and the end-to-end example's smoke
+# test (it converts too) run once, in the TensorFlow process.
 test: setup test-tensorflow test-jax test-torch
 
 test-tensorflow: setup
 	KERAS_BACKEND=tensorflow $(PY) -m pytest -q tests
 
 test-jax: setup
-	KERAS_BACKEND=jax $(PY) -m pytest -q tests --ignore=tests/test_converters.py --ignore=tests/test_examples.py
+	KERAS_BACKEND=jax $(PY) -m pytest -q tests --ignore=tests/test_converters.py --ignore=tests/test_hub_converters.py --ignore=tests/test_examples.py
 
 test-torch: setup
-	KERAS_BACKEND=torch $(PY) -m pytest -q tests --ignore=tests/test_converters.py --ignore=tests/test_examples.py
+	KERAS_BACKEND=torch $(PY) -m pytest -q tests --ignore=tests/test_converters.py --ignore=tests/test_hub_converters.py --ignore=tests/test_examples.py
 
 bench: setup
 	$(PY) benchmarks/layer_speed.py

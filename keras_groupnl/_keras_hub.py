@@ -8,6 +8,8 @@ imports it, and without keras-hub every answer is `False`.
 
 import sys
 
+import keras
+
 
 def _models():
     hub = sys.modules.get("keras_hub")
@@ -28,3 +30,26 @@ def is_task(model):
     """
     models = _models()
     return models is not None and isinstance(model, models.Task)
+
+
+def functional_view(model):
+    """A plain Functional model over the layers of a keras-hub model.
+
+    keras-hub backbones and tasks are Functional subclasses with their own
+    `get_config` (their constructor arguments, not their graph), and a task
+    preprocesses in `predict`. The view has the same layers and weights
+    (shared, not copied), the graph in its config, and a `predict` that
+    runs only the network; nested keras-hub models (a task's backbone)
+    become views too. Other layers are kept as they are.
+    """
+    view = keras.Model(model.input, model.output, name=model.name)
+    if not any(is_backbone(layer) or is_task(layer) for layer in view.layers):
+        return view
+    return keras.models.clone_model(
+        view,
+        clone_function=lambda layer: (
+            functional_view(layer)
+            if is_backbone(layer) or is_task(layer)
+            else layer
+        ),
+    )
