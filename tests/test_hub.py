@@ -176,6 +176,16 @@ def test_inverted_residual_backbones_round_trip_as_presets(make, tmp_path):
     np.testing.assert_array_equal(numpy(loaded(x)), numpy(backbone(x)))
 
 
+def test_dtype_policy_reaches_every_layer():
+    before = keras.config.dtype_policy().name
+    backbone = _resnet8(dtype="mixed_bfloat16")
+    assert keras.config.dtype_policy().name == before
+    names = {lay.dtype_policy.name for lay in backbone.layers[1:]}
+    assert names == {"mixed_bfloat16"}
+    assert groupnl_layers(backbone)
+    assert backbone.get_config()["dtype"]["config"]["name"] == "mixed_bfloat16"
+
+
 def test_family_arguments_are_checked():
     with pytest.raises(ValueError, match=r"`depth` must be one of .*depth=7"):
         hub.GroupNLResNetBackbone(depth=7)
