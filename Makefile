@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch==2.13.0 is pinned in the extra: it is the CPU wheel; any other
 	# torch spec pulls several GB of CUDA packages.
-	$(PY) -m pip install --quiet -e ".[tensorflow,jax,torch,tflite,test,lint,examples]"
+	$(PY) -m pip install --quiet -e ".[tensorflow,jax,torch,tflite,hub,test,lint,examples]"
 	touch $(STAMP)
 
 # Fashion-MNIST from Debian's package where apt is usable; otherwise the
@@ -50,14 +50,16 @@ format: $(STAMP)
 
 # One pytest process per backend: the Keras backend is fixed per process.
 # Conversion needs TensorFlow whatever the caller's backend, so the
-# converter tests, the Android client tests and the end-to-end example's
-# smoke test (it converts too) run once, in the TensorFlow process.
+# converter tests (keras-hub models' too), the Android client tests and the
+# end-to-end example's smoke test (it converts too) run once, in the
+# TensorFlow process.
 test: setup test-tensorflow test-jax test-torch
 
 test-tensorflow: setup
 	KERAS_BACKEND=tensorflow $(PY) -m pytest -q tests
 
 CONVERTS := --ignore=tests/test_converters.py --ignore=tests/test_android.py \
+	--ignore=tests/test_hub_converters.py \
 	--ignore=tests/test_examples.py
 
 test-jax: setup

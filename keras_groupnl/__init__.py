@@ -20,6 +20,7 @@ _SUBPACKAGES = (
     "applications",
     "converters",
     "datasets",
+    "hub",
     "layers",
     "retrofit",
     "robustness",

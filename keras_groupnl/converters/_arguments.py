@@ -256,6 +256,13 @@ def load_model(value, argument="model"):
     """`(keras.Model, path or None)` from a model or a `.keras` path."""
     import keras
 
+    from keras_groupnl import _keras_hub
+
+    if _keras_hub.is_task(value) or _keras_hub.is_backbone(value):
+        # The network alone, as a plain Functional model: a task
+        # preprocesses in `predict`, and neither kind has its graph in
+        # its config.
+        return _keras_hub.functional_view(value), None
     if isinstance(value, keras.Model):
         return value, None
     if not isinstance(value, (str, os.PathLike)):

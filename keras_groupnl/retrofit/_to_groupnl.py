@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_groupnl import _keras_hub
 from keras_groupnl.analysis import count_macs
 from keras_groupnl.retrofit import _arguments
 from keras_groupnl.retrofit import _groupnl_layer
@@ -83,14 +84,23 @@ def to_groupnl(
     Nothing is shared with `model`: every layer of the copy is new (kept
     layers made from their config, weights copied), so training the copy
     leaves `model` as it was. Nested Functional and Sequential models are
-    rebuilt the same way; a Functional subclass (such as a keras-hub
-    backbone) comes back as a plain Functional model, as with
-    `keras.models.clone_model`. A compiled model's compile config is
-    carried over. Save the result with `model.save("x.keras")`; load it
-    after `import keras_groupnl.layers`.
+    rebuilt the same way; another Functional subclass comes back as a
+    plain Functional model, as with `keras.models.clone_model`. A compiled
+    model's compile config is carried over. Save the result with
+    `model.save("x.keras")`; load it after `import keras_groupnl.layers`.
+
+    keras-hub models keep their kind (needs the `hub` extra, see
+    `keras_groupnl.hub`): a keras-hub `Backbone` becomes a
+    `keras_groupnl.hub.RetrofitBackbone`, a `keras_hub.models.Backbone`
+    whose config is the source backbone's config plus these settings, so
+    it saves and loads as a keras-hub preset; an `ImageClassifier` becomes
+    a `keras_groupnl.hub.RetrofitImageClassifier` around it, with the
+    source's preprocessor, head weights and compile config. Other keras-hub
+    tasks raise a `ValueError`.
 
     Args:
-        model: a built Functional or Sequential `keras.Model`.
+        model: a built Functional or Sequential `keras.Model`, a keras-hub
+            `Backbone` or a keras-hub `ImageClassifier`.
         reduction_ratio: number >= 1, `r`: each GroupNL layer makes
             `ceil(filters / r)` seed maps. Defaults to `2`.
         num_groups: int, NLF groups per GroupNL layer. Defaults to `4`.
@@ -166,6 +176,26 @@ def to_groupnl(
         verbose,
         return_report,
     )
+    if _keras_hub.is_backbone(model) or _keras_hub.is_task(model):
+        # keras-hub models keep their classes (a Backbone, an
+        # ImageClassifier); keras_groupnl.hub needs keras-hub, which is
+        # imported already if `model` is one of its models.
+        from keras_groupnl.hub import _to_groupnl as hub
+
+        copy, report = hub.to_groupnl(model, settings)
+    else:
+        copy, report = convert(model, settings)
+    if settings.verbose:
+        print(report.summary())
+    return (copy, report) if settings.return_report else copy
+
+
+def convert(model, settings):
+    """`(copy, report)`: the GroupNL copy of a Functional or Sequential model.
+
+    The work of `to_groupnl` for checked `settings`, whatever the class of
+    `model`: a Functional subclass comes back as a plain Functional model.
+    """
     _check_model(model)
     replacements, kept = _selection.plan(model, settings)
     copy, new_layers = _build(model, replacements, settings)
@@ -181,9 +211,7 @@ def to_groupnl(
     report = _make_report(
         model, copy, replacements, kept, new_layers, chosen, settings
     )
-    if settings.verbose:
-        print(report.summary())
-    return (copy, report) if settings.return_report else copy
+    return copy, report
 
 
 def _check_model(model):
