@@ -161,3 +161,24 @@ def test_shared_layers_and_nested_models_count_every_call():
     outer_inputs = keras.Input((8, 8, 2))
     outer = keras.Model(outer_inputs, inner(inner(outer_inputs)))
     assert count_macs(outer) == 2 * once
+
+
+def test_layers_another_model_reuses_count_once():
+    # keras.models.clone_model keeps layers it is not asked to replace, so
+    # they gain the copy's calls too; the converters copy models this way.
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="a")(inputs)
+    outputs = keras.layers.Conv2D(4, 3, padding="same", name="b")(x)
+    model = keras.Model(inputs, outputs)
+    before = count_macs(model)
+
+    def replace_b(layer):
+        if layer.name == "b":
+            return keras.layers.Conv2D(4, 1, name="b")
+        return layer
+
+    copy = keras.models.clone_model(model, clone_function=replace_b)
+    # a: 3 -> 4 channels, b: 4 -> 4, 3x3 kernels, 8x8 outputs.
+    assert before == 8 * 8 * 9 * 3 * 4 + 8 * 8 * 9 * 4 * 4
+    assert count_macs(model) == before
+    assert count_macs(copy) == 8 * 8 * 9 * 3 * 4 + 8 * 8 * 4 * 4

@@ -56,8 +56,8 @@ def count_macs(model, by_layer=False):
             f"Received: model={model!r} of type {type(model).__name__}"
         )
     counts = {}
-    for layer, calls in _layers(model, 1):
-        macs = _layer_macs(layer)
+    for layer, calls, graph in _layers(model, 1):
+        macs = _layer_macs(layer, graph)
         if macs is not None:
             counts[layer.path] = calls * macs
     if by_layer:
@@ -65,19 +65,38 @@ def count_macs(model, by_layer=False):
     return int(sum(counts.values()))
 
 
-def _nodes(operation):
-    # Keras 3 records each call of a layer in a functional graph as a node;
-    # `_inbound_nodes` is the only handle on them (no public accessor).
-    return list(getattr(operation, "_inbound_nodes", ()))
+def _nodes(operation, graph=None):
+    """The calls of a layer (in the graph `graph` only, when given).
+
+    Keras 3 records each call of a layer in a functional graph as a node;
+    `_inbound_nodes` is the only handle on them, and a functional model's
+    `_nodes_by_depth` on its own nodes (no public accessors). A layer that
+    another model reuses (as `keras.models.clone_model` does with the
+    layers it keeps) has that model's calls too, which are not this one's.
+    """
+    nodes = list(getattr(operation, "_inbound_nodes", ()))
+    return nodes if graph is None else [n for n in nodes if id(n) in graph]
+
+
+def _graph(model):
+    """Ids of the nodes of a functional or Sequential model, or None."""
+    functional = getattr(model, "_functional", None) or model
+    by_depth = getattr(functional, "_nodes_by_depth", None)
+    if not by_depth:
+        return None
+    return {id(node) for nodes in by_depth.values() for node in nodes}
 
 
 def _layers(model, calls):
-    """Yields (leaf layer, how many times its enclosing models run)."""
+    """Yields (leaf layer, how many times its enclosing models run, the
+    node ids of the model it is in)."""
+    graph = _graph(model)
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            yield from _layers(layer, calls * max(1, len(_nodes(layer))))
+            runs = max(1, len(_nodes(layer, graph)))
+            yield from _layers(layer, calls * runs)
         else:
-            yield layer, calls
+            yield layer, calls, graph
 
 
 _CONV = (
@@ -96,7 +115,7 @@ _TRANSPOSE = (
 )
 
 
-def _layer_macs(layer):
+def _layer_macs(layer, graph=None):
     """MACs of every call of one layer, or None without kernel products.
 
     Every output position of a conv or dense layer (every input position of
@@ -118,13 +137,13 @@ def _layer_macs(layer):
         )
     else:
         return None
-    positions = sum(_positions(layer, s) for s in _shapes(layer, which))
+    positions = sum(_positions(layer, s) for s in _shapes(layer, which, graph))
     return positions * entries
 
 
-def _shapes(layer, which):
-    """The input or output shape of every call of `layer` in its graphs."""
-    nodes = _nodes(layer)
+def _shapes(layer, which, graph=None):
+    """The input or output shape of every call of `layer` in `graph`."""
+    nodes = _nodes(layer, graph)
     if not nodes:
         raise ValueError(
             f"count_macs needs the {which} shape of layer '{layer.name}' "
