@@ -101,9 +101,19 @@ def test_ghost_twin_replaces_exactly_the_groupnl_convs():
         primary = -(-conv.filters // 4)
         k = conv.kernel_size[0] * conv.kernel_size[1]
         in_channels = conv.kernel.shape[2]
-        # Primary conv with m/r filters, then a 3x3 depthwise making the rest.
+        # Primary conv with m/r filters, then a 3x3 depthwise making the
+        # rest (3 per intrinsic map at r = 4), each with its BatchNorm (4
+        # values per channel, m/r + 3 m/r channels); the
+        # BatchNorm after the replaced conv is gone.
         assert layer.count_params() == (
-            k * in_channels * primary + 9 * primary * 3
+            k * in_channels * primary + 9 * primary * 3 + 4 * primary * 4
         )
+        stem = name[: -len("_conv")]
+        assert isinstance(twin.get_layer(stem + "_bn"), ghost.Absorbed)
+        # A ReLU after the BatchNorm moves into both branches.
+        has_relu = stem + "_relu" in {lay.name for lay in plain.layers}
+        assert layer.relu == has_relu
+        if has_relu:
+            assert isinstance(twin.get_layer(stem + "_relu"), ghost.Absorbed)
     x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
     assert twin.predict(x, verbose=0).shape == plain.predict(x, verbose=0).shape
