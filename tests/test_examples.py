@@ -92,3 +92,47 @@ def test_end_to_end_run_writes_a_consistent_report(tmp_path):
     assert saved["machine"] in report
     assert "groupnl" in report
     assert "- MediaPipe Tasks ImageClassifier: accepted" in report
+
+
+def _study(path, seeds):
+    """A study results file with plain and dense_r2 over `seeds`."""
+
+    def stat(mean, n):
+        return {"mean": mean, "std": 0.001 if n > 1 else None, "n": n}
+
+    n = len(seeds)
+    row = {"seeds": seeds, "epochs": 10}
+    row.update(clean=stat(0.92, n), mean_corrupted=stat(0.58, n))
+    difference = dict(stat(-0.002, n), ci95=[-0.01, 0.006] if n > 1 else None)
+    dense = dict(
+        row,
+        vs_plain={
+            "seeds": seeds,
+            "clean": difference,
+            "mean_corrupted": difference,
+        },
+    )
+    path.write_text(
+        json.dumps(
+            {"command": "study", "variants": {"plain": row, "dense_r2": dense}}
+        )
+    )
+    return str(path)
+
+
+def test_converged_figures_take_the_study_with_most_seeds(tmp_path):
+    args = example.parse_args([])
+    one = _study(tmp_path / "one.json", [0])
+    three = _study(tmp_path / "three.json", [0, 1, 2])
+    figures = example.converged_figures(args, paths=(one, three))
+    assert figures["seeds"] == [0, 1, 2]
+    assert figures["clean_within_half_point"] is True
+    text = "\n".join(example.converged_markdown(figures))
+    assert "(3 seeds," in text and "95 % interval" in text
+
+    # One seed: no spread, no interval, and no verdict on the claims.
+    figures = example.converged_figures(args, paths=(one,))
+    assert figures["clean_within_half_point"] is None
+    text = "\n".join(example.converged_markdown(figures))
+    assert "(1 seed," in text and "±" not in text
+    assert "interval" not in text and "not judged on one seed" in text

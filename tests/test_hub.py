@@ -158,12 +158,6 @@ def test_image_converters_match_the_applications_preprocessing():
     ids=["mobilenet_v3_small", "efficientnet_es"],
 )
 def test_inverted_residual_backbones_round_trip_as_presets(make, tmp_path):
-    if keras.backend.backend() == "jax":
-        pytest.skip(
-            "building these on JAX compiles one random initializer per "
-            "weight shape (about 30 s each here); the same code runs on "
-            "TensorFlow and PyTorch, and the ResNet tests run on JAX"
-        )
     backbone = make()
     assert isinstance(backbone, keras_hub.models.Backbone)
     assert groupnl_layers(backbone)
