@@ -643,6 +643,9 @@ def test_mcu_fused_kernel(
     ops, types = _ops_and_types(_read(result.tflite_path))
     assert ops.count("CUSTOM:KERAS_GROUPNL_TAIL") == 1
     assert not {"L2_NORMALIZATION", "GATHER", "QUANTIZE", "SPLIT"} & set(ops)
+    # The sparse seed conv (8 groups of one channel) is its depthwise conv
+    # alone: no 1x1 conv beside the stem's.
+    assert ops.count("CONV_2D") == (1 if kind == "sparse" else 2)
     assert not types & {"FLOAT32", "FLOAT16", "FLOAT64"}, types
     ops_header = open(result.files["ops_header"]).read()
     assert "TFLMRegistration* Register_KERAS_GROUPNL_TAIL();" in ops_header
@@ -689,6 +692,41 @@ def test_mcu_fused_kernel(
         np.testing.assert_array_equal(runner.invoke_raw(raw[i : i + 1]), want)
 
 
+def test_mcu_fused_kernel_without_generated_maps(data, tmp_path):
+    # reduction_ratio=1: every map is a seed map, no NLF table at all.
+    model = _model("dense", 1, reduction_ratio=1)
+    x, _ = data
+    result = convert(
+        model, "mcu", x, tmp_path / "out", verbose=0, mcu_kernel="fused"
+    )
+    ops, _ = _ops_and_types(_read(result.tflite_path))
+    assert ops.count("CUSTOM:KERAS_GROUPNL_TAIL") == 1
+    assert result.report.top1_agreement >= MIN_AGREEMENT
+    from keras_groupnl.converters import mcu_predict
+
+    _check_agreement(
+        model.predict(x, verbose=0), mcu_predict(result.tflite_path, x)
+    )
+
+
+def test_mcu_fused_kernel_refuses_a_tail_op_it_does_not_compute(
+    models, data, tmp_path, monkeypatch
+):
+    from keras_groupnl.converters import _fused_graph
+
+    # As if GATHER were not the fused kernel's: the layer is named, and
+    # nothing is left behind.
+    monkeypatch.setattr(
+        _fused_graph, "_TAIL_OPS", _fused_graph._TAIL_OPS - {"GATHER"}
+    )
+    x, _ = data
+    with pytest.raises(ConversionError, match=r"'groupnl'.*: GATHER"):
+        convert(
+            models("dense", 1), "mcu", x, tmp_path / "out", mcu_kernel="fused"
+        )
+    assert not (tmp_path / "out").exists()
+
+
 def _two_layer_model():
     """A wide GroupNL layer (pays) and a narrow one, each with BN + ReLU."""
     keras.utils.set_random_seed(4)
@@ -732,6 +770,13 @@ def test_layer_costs_on_a_microcontroller():
     ]
     table = costs.summary()
     assert "| wide | 16x16x16 |" in table and "narrow" in table
+    # With the fused op the tail costs less on a Cortex-M55 (CMSIS-NN).
+    fused = layer_costs(
+        _two_layer_model(), "mcu", samples=4, mcu_kernel="fused"
+    )
+    measure = "cortex-m55/cmsis-nn"
+    for mine, builtin in zip(fused.layers, costs.layers):
+        assert mine.ratios[measure] < builtin.ratios[measure]
 
 
 def test_layer_costs_on_a_phone_and_bad_target():

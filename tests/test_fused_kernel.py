@@ -256,8 +256,43 @@ def test_plan_check_accepts_built_plans_and_refuses_broken_ones(kernel, mode):
     if mode == "nlf_tables":
         assert check_plan(kernel, broken(0, 1, 0), seeds) == -1
         assert check_plan(kernel, broken(1, 0, 0), seeds) == -1
+        # A requantisation that would leave int32: 128 * A + B >= 2^31.
+        assert check_plan(kernel, broken(1, 2, 2**24), seeds) == -1
+        assert check_plan(kernel, broken(1, 4, 32), seeds) == -1
     else:
         assert check_plan(kernel, broken(2, 1, 3), seeds) == -1
+
+
+def check_header(lib, header, in_channels):
+    header = np.ascontiguousarray(header, np.int32)
+    return lib.keras_groupnl_tail_check_header(
+        ctypes.c_void_p(header.ctypes.data), ctypes.c_int32(in_channels)
+    )
+
+
+def test_header_check_accepts_built_headers_and_refuses_broken_ones(kernel):
+    form = layer_form(16, 2, 4)
+    tail = _fused.build(form, None, 3, 1 / 128, 0, "nlf_tables")
+    header = tail.header()
+    assert check_header(kernel, header, form.seed_channels) == 0
+    # Summed sparse inputs: 8 seed maps of 16 channels each, multiplier 2.
+    assert check_header(kernel, [0, -128, 127, 0, 16, 2], 128) == 0
+    for field, value in ((0, 200), (1, -129), (2, 128), (3, 7), (4, 0)):
+        bad = header.copy()
+        bad[field] = value
+        assert check_header(kernel, bad, form.seed_channels) == -1, field
+    low_above_high = header.copy()
+    low_above_high[1:3] = (10, 0)
+    assert check_header(kernel, low_above_high, form.seed_channels) == -1
+    # Channels the grouping does not divide; too many seed maps; sums of
+    # squares beyond int32.
+    assert check_header(kernel, [0, -128, 127, 0, 16, 2], 120) == -1
+    too_many = _fused.MAX_SEEDS + 1
+    assert check_header(kernel, [0, -128, 127, 0, 1, 1], too_many) == -1
+    assert check_header(kernel, [0, -128, 127, 0, 128, 1], 128 * 2) == 0
+    assert check_header(kernel, [0, -128, 127, 0, 128, 1], 128 * 3) == -1
+    # Differences beyond int16 (129 * 255), though n would fit.
+    assert check_header(kernel, [0, -128, 127, 0, 129, 1], 129) == -1
 
 
 def test_unknown_mode_is_refused(kernel):
@@ -324,3 +359,13 @@ def test_too_many_seed_maps_is_refused():
     )
     with pytest.raises(ValueError, match="at most 1024 seed maps"):
         _fused.build(big, None, 0, 1 / 128, 0, "nlf_tables")
+
+
+def test_a_fold_beyond_int32_is_refused_naming_layer_and_channel():
+    form = layer_form(16, 2, 4)
+    fold = random_fold(16, None)
+    fold.scale[5] = 1e12
+    with pytest.raises(
+        ValueError, match=r"Layer '.*', channel 5: .*scale 1e\+12"
+    ):
+        _fused.build(form, fold, 0, 1 / 128, 0, "nlf_tables")

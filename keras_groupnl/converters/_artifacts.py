@@ -11,6 +11,7 @@ import importlib.resources
 import textwrap
 
 from keras_groupnl.converters import _flatbuffer
+from keras_groupnl.converters import _fused
 
 # Artefact role -> file name pattern, per target.
 _FILES = {
@@ -33,7 +34,7 @@ KERNEL_FILES = {
     "kernel_source": "keras_groupnl_tail.c",
     "kernel_op": "keras_groupnl_tail_tflm.cc",
 }
-FUSED_OP = "CUSTOM:KERAS_GROUPNL_TAIL"
+FUSED_OP = _fused.OP_NAME
 _FUSED_REGISTRATION = (
     'AddCustom("KERAS_GROUPNL_TAIL", Register_KERAS_GROUPNL_TAIL())'
 )

@@ -21,9 +21,10 @@ import json
 import numpy as np
 
 from keras_groupnl.converters import _flatbuffer as fb
+from keras_groupnl.converters import _fused
 
 COSTS_FILE = "cortex_m_costs.json"
-_FUSED = "CUSTOM:KERAS_GROUPNL_TAIL"
+_FUSED = _fused.OP_NAME
 # Ops that only move a pointer in TFLite Micro (no data copied).
 _FREE = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
 

@@ -363,7 +363,10 @@ class DeployedGroupNL(keras.layers.Layer):
                 padding=padding,
                 dilations=tuple(form.dilation_rate),
             )
-            y = tf.nn.conv2d(y, summation, 1, "VALID")
+            if form.kernel.shape[2] > 1:
+                # With one input channel per group the depthwise outputs
+                # are the seed maps already (the summation is identity).
+                y = tf.nn.conv2d(y, summation, 1, "VALID")
         if form.bias is not None:
             y = tf.nn.bias_add(y, tf.constant(form.bias))
         return y

@@ -53,9 +53,12 @@ import dataclasses
 import numpy as np
 
 CUSTOM_CODE = "KERAS_GROUPNL_TAIL"
+# The op as `_flatbuffer.op_name` and the reports name it.
+OP_NAME = f"CUSTOM:{CUSTOM_CODE}"
 MODES = ("nlf_tables", "channel_tables")
-# The seed maps a kernel normalises per pixel: its scratch buffer (and the
-# exactness of float32(n)) are bounded by this.
+# The seed maps a kernel normalises per pixel: its scratch buffer and the
+# int32 sum of squares `n` are bounded by this (float32(n) rounds above
+# 2^24, identically in NumPy and C).
 MAX_SEEDS = 1024
 UNIT_SHIFT = 23
 # float32(2^30): with UNIT_SHIFT, u = d / ||d|| in units of 1/128.
@@ -141,8 +144,6 @@ def evaluate(tail, x):
 def _table_values(picked, table, tables):
     """Mode 0's `v`: the unit vector `picked` where `table < 0`, else the
     table's value at it."""
-    if not tables.size:  # No generated channels (reduction ratio 1).
-        return picked
     looked_up = tables[np.maximum(table, 0), picked + 128]
     return np.where(table < 0, picked, looked_up.astype(np.int32))
 
@@ -188,7 +189,7 @@ def build(
     # out = v / 128 * scale + shift, in output units: alpha * v + beta.
     alpha = np.asarray(scale, np.float64) / (128.0 * out_scale)
     beta = np.asarray(shift, np.float64) / out_scale + out_zero_point
-    plan = _requantization(source, table, alpha, beta)
+    plan = _requantization(source, table, alpha, beta, form.name)
     grouping = _grouping(form, summed)
     if mode == "nlf_tables":
         return FusedTail(
@@ -234,9 +235,13 @@ def _grouping(form, summed):
     if not summed:
         return 1, 1
     if not can_sum(form):
+        group_in = int(form.kernel.shape[2])
         raise ValueError(
             f"Layer '{form.name}': its depthwise outputs cannot be summed in "
-            "the fused op (a seed bias, or too many seed maps)."
+            "the fused op, which needs a seed conv of several groups without "
+            "bias and seed_channels * (group_in * 255)^2 < 2^31. Received: "
+            f"groups={form.groups}, bias={form.bias is not None}, "
+            f"seed_channels={form.seed_channels}, group_in={group_in}"
         )
     return int(form.kernel.shape[2]), form.seed_channels // form.groups
 
@@ -247,6 +252,11 @@ def _nlf_tables(form):
     periods = form.periods.reshape(-1, 1).astype(np.float64)
     shifts = form.shifts.reshape(-1, 1).astype(np.float64)
     values = np.round(128.0 * np.sin(periods * (u[None, :] - shifts)))
+    if not len(values):
+        # No generated maps (reduction ratio 1): one row no channel reads,
+        # so that the tables tensor has data in the file as every op
+        # input must.
+        values = np.zeros((1, 256))
     return np.clip(values, -128, 127).astype(np.int8)
 
 
@@ -260,7 +270,7 @@ def _clamp(activation, scale, zero_point):
     return low, high
 
 
-def _requantization(source, table, alpha, beta):
+def _requantization(source, table, alpha, beta, layer):
     """The int32 plan `(5, filters)` (seed, table, A, B, S) of
     `round(alpha * v + beta)`.
 
@@ -268,7 +278,7 @@ def _requantization(source, table, alpha, beta):
     2^31 for every int8 `v`; `B` carries the rounding half.
     """
     rows = []
-    for c, t, a, b in zip(source, table, alpha, beta):
+    for j, (c, t, a, b) in enumerate(zip(source, table, alpha, beta)):
         for shift in range(30, 0, -1):
             big_a = int(np.round(a * 2.0**shift))
             big_b = int(np.round(b * 2.0**shift)) + (1 << (shift - 1))
@@ -276,8 +286,9 @@ def _requantization(source, table, alpha, beta):
                 break
         else:
             raise ValueError(
-                "The folded BatchNorm scales a channel beyond int32 range. "
-                f"Received: scale {a!r}, shift {b!r} in output units"
+                f"Layer '{layer}', channel {j}: the folded BatchNorm scales "
+                "it beyond int32 range. Received: scale "
+                f"{float(a):.6g}, shift {float(b):.6g} in output units"
             )
         rows.append((c, t, big_a, big_b, shift))
     return np.ascontiguousarray(np.asarray(rows, np.int64).T.astype(np.int32))

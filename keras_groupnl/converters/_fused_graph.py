@@ -20,6 +20,21 @@ CUSTOM_CODE = _fused.CUSTOM_CODE
 # The tail starts at the normalisation; a HARD_SWISH after it stays.
 _TAIL_START = "L2_NORMALIZATION"
 _KEPT = ("HARD_SWISH",)
+# What a GroupNL layer's builtin tail is made of (`_lookup`): anything else
+# after its L2_NORMALIZATION is not the fused op's to replace.
+_TAIL_OPS = {
+    "L2_NORMALIZATION",
+    "RESHAPE",
+    "SPLIT",
+    "SPLIT_V",
+    "QUANTIZE",
+    "GATHER",
+    "CONCATENATION",
+    "TRANSPOSE",
+    "STRIDED_SLICE",
+    "SLICE",
+    "DEPTHWISE_CONV_2D",
+}
 
 
 def fuse(model, op_layers, deployed, mode):
@@ -77,7 +92,16 @@ def _tail_region(model, op_layers, layer):
             f"graph to fuse, found {len(starts)}.",
             layer=layer,
         )
-    return [i for i in mine if i >= starts[0] and names[i] not in _KEPT]
+    region = [i for i in mine if i >= starts[0] and names[i] not in _KEPT]
+    unknown = sorted({names[i] for i in region} - _TAIL_OPS)
+    if unknown:
+        raise ConversionError(
+            f"Layer '{layer}': its converted tail has ops the fused kernel "
+            f"does not compute: {', '.join(unknown)}. Convert with "
+            "mcu_kernel='builtin'.",
+            layer=layer,
+        )
+    return region
 
 
 def _summation(model, op_layers, layer, source):
@@ -85,7 +109,9 @@ def _summation(model, op_layers, layer, source):
     `source`, when the fused op can sum the depthwise outputs itself."""
     form = layer.form
     if form.groups == 1 or form.kernel.shape[2] == 1:
-        return None  # A full seed conv, or a depthwise one with no sum.
+        # A full seed conv, or a depthwise one whose outputs are the seed
+        # maps (`_deploy.DeployedGroupNL.seed_conv` writes no sum for it).
+        return None
     if not _fused.can_sum(form):
         return None
     subgraph = model.subgraphs[0]

@@ -7,6 +7,7 @@ the report shows.
 import numpy as np
 
 from keras_groupnl.converters import _flatbuffer as fb
+from keras_groupnl.converters import _fused
 
 _WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
@@ -95,7 +96,7 @@ def weight_summary(model):
 
 # Ops whose input at this position, when constant, is an NLF table: the
 # builtin GATHER's params and the fused GroupNL op's tables.
-_TABLE_INPUTS = {"GATHER": 0, "CUSTOM:KERAS_GROUPNL_TAIL": 1}
+_TABLE_INPUTS = {"GATHER": 0, _fused.OP_NAME: 1}
 
 
 def table_tensors(model):

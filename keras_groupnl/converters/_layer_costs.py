@@ -135,7 +135,9 @@ def _pair(model, layer, folded):
     return shape, ours, head(_replaced_conv(layer, shape[-1]))
 
 
-def layer_costs(model, target="phone", samples=16, seed=0):
+def layer_costs(
+    model, target="phone", samples=16, seed=0, mcu_kernel="builtin"
+):
     """Every GroupNL layer of `model` against the conv it replaced.
 
     Args:
@@ -145,6 +147,10 @@ def layer_costs(model, target="phone", samples=16, seed=0):
             `"mcu"` (estimated Cortex-M instructions).
         samples: random samples that calibrate each pair.
         seed: seed of the random samples.
+        mcu_kernel: `"mcu"` only: the GroupNL tail measured, as in
+            `convert` (`"builtin"`, `"fused"` or `"fused_channel_tables"`);
+            the answer differs: with CMSIS-NN the builtin tail costs more
+            than the fused op (docs/results.md).
 
     Returns:
         A `LayerCosts`; `.summary()` is the table, `.exclude()` the layers
@@ -176,6 +182,7 @@ def layer_costs(model, target="phone", samples=16, seed=0):
                 calibration_samples=samples,
                 verification_samples=2,
                 verbose=0,
+                mcu_kernel=mcu_kernel,
             ).report
         mine, theirs = _measures(report)
         measures = list(mine)

@@ -26,7 +26,7 @@ schema = fb.schema
 
 
 def _is_fused(model, op):
-    return fb.op_name(model, op) == f"CUSTOM:{_fused.CUSTOM_CODE}"
+    return fb.op_name(model, op) == _fused.OP_NAME
 
 
 def _segments(model):
@@ -115,6 +115,12 @@ class PartitionedRunner(_runtime._Runner):
     def __init__(self, model_bytes):
         model = fb.read_model(model_bytes)
         subgraph = model.subgraphs[0]
+        if len(subgraph.inputs) != 1 or len(subgraph.outputs) != 1:
+            raise ValueError(
+                "A fused microcontroller model runs here with one input and "
+                f"one output. Received: {len(subgraph.inputs)} inputs, "
+                f"{len(subgraph.outputs)} outputs"
+            )
         self.model_input = int(subgraph.inputs[0])
         self.model_output = int(subgraph.outputs[0])
         self.input_detail = _detail(subgraph.tensors[self.model_input])

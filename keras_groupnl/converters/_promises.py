@@ -12,6 +12,7 @@ names the layer and the op.
 """
 
 from keras_groupnl.converters import _flatbuffer as fb
+from keras_groupnl.converters import _fused
 from keras_groupnl.converters import _inspect
 from keras_groupnl.converters._errors import ConversionError
 
@@ -95,7 +96,7 @@ def _check_float_ops(model, op_layers, allowed, target):
 
 
 # The fused GroupNL op: its kernel is written beside the model.
-FUSED_OP = "CUSTOM:KERAS_GROUPNL_TAIL"
+FUSED_OP = _fused.OP_NAME
 
 
 def _check_micro_ops(model, op_layers):

@@ -6,6 +6,7 @@
 #include "keras_groupnl_tail.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #if defined(__FAST_MATH__)
 #error "keras_groupnl_tail.c must not be compiled with -ffast-math"
@@ -228,7 +229,34 @@ int keras_groupnl_tail_check_plan(const int32_t* plan, int32_t filters,
       return -1;
     } else if (rows.shift[j] < 0 || rows.shift[j] > 31) {
       return -1;
+    } else if (128 * llabs((long long)rows.mul[j]) +
+                   llabs((long long)rows.add[j]) >=
+               2147483648LL) {
+      return -1;
     }
+  }
+  return 0;
+}
+
+int keras_groupnl_tail_check_header(const int32_t* header,
+                                    int32_t in_channels) {
+  const int32_t low = header[1], high = header[2], mode = header[3];
+  const int32_t group_in = header[4], multiplier = header[5];
+  if (mode != KERAS_GROUPNL_NLF_TABLES && mode != KERAS_GROUPNL_CHANNEL_TABLES) {
+    return -1;
+  }
+  if (header[0] < -128 || header[0] > 127) return -1;
+  if (low < -128 || high > 127 || low > high) return -1;
+  if (group_in < 1 || multiplier < 1 || in_channels < 1 ||
+      in_channels % group_in != 0 ||
+      in_channels % ((long long)group_in * multiplier) != 0) {
+    return -1;
+  }
+  const long long seeds = in_channels / group_in;
+  const long long largest = (long long)group_in * 255;
+  if (seeds > KERAS_GROUPNL_MAX_SEEDS || largest > INT16_MAX ||
+      seeds * largest * largest >= 2147483648LL) {
+    return -1;
   }
   return 0;
 }

@@ -5,7 +5,9 @@
  * BatchNorm and ReLU / ReLU6) for int8 tensors. The arithmetic is defined
  * in keras_groupnl/converters/_fused.py, whose NumPy reference gives the
  * same bytes. Plain C99; do not compile with -ffast-math (it changes the
- * float32 square root and division the normalisation relies on).
+ * float32 square root and division the normalisation relies on). Right
+ * shifts of negative int32 values must be arithmetic (floor), as on every
+ * Arm and x86 compiler (C99 leaves it to the implementation).
  */
 #ifndef KERAS_GROUPNL_TAIL_H_
 #define KERAS_GROUPNL_TAIL_H_
@@ -33,10 +35,24 @@ enum {
   KERAS_GROUPNL_CHANNEL_TABLES = 1  /* one table per output channel */
 };
 
+/* The most seed maps a call normalises per pixel (the int32 sum of
+ * squares and the int16 differences are bounded by it). */
+#define KERAS_GROUPNL_MAX_SEEDS 1024
+
+/* Checks a header once, before any call: a known mode, an int8 output
+ * range, and an input of `in_channels` that sums to at most
+ * KERAS_GROUPNL_MAX_SEEDS seed maps whose differences fit int16 and whose
+ * sum of squares fits int32.
+ * Returns 0, or -1. */
+int keras_groupnl_tail_check_header(const int32_t* header,
+                                    int32_t in_channels);
+
 /* Checks a channel plan once, before any call: every seed channel and
  * table in range; in mode 0 the first `seeds` channels are the unit vector
  * itself, (c, -1, A, B, S), as the converter writes them (the kernel relies
- * on it); in mode 1 channel j reads table j. Returns 0, or -1. */
+ * on it), and every channel's requantisation stays in int32
+ * (128 |A| + |B| < 2^31, 0 <= S <= 31); in mode 1 channel j reads table j.
+ * Returns 0, or -1. */
 int keras_groupnl_tail_check_plan(const int32_t* plan, int32_t filters,
                                   int32_t seeds, int32_t num_tables,
                                   int32_t mode);

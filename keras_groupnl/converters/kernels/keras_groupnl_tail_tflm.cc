@@ -9,6 +9,7 @@
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/micro_common.h"
 #include "tensorflow/lite/micro/micro_context.h"
+#include "tensorflow/lite/micro/micro_log.h"
 
 extern "C" {
 #include "keras_groupnl_tail.h"
@@ -25,6 +26,52 @@ void* Init(TfLiteContext* context, const char* buffer, size_t length) {
   return context->AllocatePersistentBuffer(context, sizeof(OpData));
 }
 
+// The constant inputs as the converter writes them; anything else is a
+// file this op was not made for.
+TfLiteStatus CheckInputs(TfLiteContext* context, const TfLiteTensor* x,
+                         const TfLiteTensor* tables, const TfLiteTensor* plan,
+                         const TfLiteTensor* header, const TfLiteTensor* out) {
+  TF_LITE_ENSURE_TYPES_EQ(context, x->type, kTfLiteInt8);
+  TF_LITE_ENSURE_TYPES_EQ(context, tables->type, kTfLiteInt8);
+  TF_LITE_ENSURE_TYPES_EQ(context, plan->type, kTfLiteInt32);
+  TF_LITE_ENSURE_TYPES_EQ(context, header->type, kTfLiteInt32);
+  TF_LITE_ENSURE_TYPES_EQ(context, out->type, kTfLiteInt8);
+  TF_LITE_ENSURE_MSG(context,
+                     tflite::IsConstantTensor(tables) &&
+                         tflite::IsConstantTensor(plan) &&
+                         tflite::IsConstantTensor(header),
+                     "KERAS_GROUPNL_TAIL: tables, plan and header must be "
+                     "constant");
+  TF_LITE_ENSURE_EQ(context, header->dims->size, 1);
+  TF_LITE_ENSURE_EQ(context, header->dims->data[0], 6);
+  TF_LITE_ENSURE_EQ(context, tables->dims->size, 2);
+  TF_LITE_ENSURE_EQ(context, tables->dims->data[1], 256);
+  TF_LITE_ENSURE_EQ(context, plan->dims->size, 2);
+  TF_LITE_ENSURE_EQ(context, plan->dims->data[0], KERAS_GROUPNL_PLAN_ROWS);
+  // The output is the input with `filters` channels.
+  const int dims = x->dims->size;
+  TF_LITE_ENSURE(context, dims >= 1);
+  TF_LITE_ENSURE_EQ(context, out->dims->size, dims);
+  for (int i = 0; i < dims - 1; ++i) {
+    TF_LITE_ENSURE_EQ(context, out->dims->data[i], x->dims->data[i]);
+  }
+  TF_LITE_ENSURE_EQ(context, out->dims->data[dims - 1], plan->dims->data[1]);
+  const int32_t* head = tflite::GetTensorData<int32_t>(header);
+  const int in_channels = x->dims->data[dims - 1];
+  TF_LITE_ENSURE_MSG(
+      context, keras_groupnl_tail_check_header(head, in_channels) == 0,
+      "KERAS_GROUPNL_TAIL: bad header for this input (zero point, output "
+      "range, mode, grouping, or more than 1024 seed maps)");
+  TF_LITE_ENSURE_MSG(
+      context,
+      keras_groupnl_tail_check_plan(tflite::GetTensorData<int32_t>(plan),
+                                    plan->dims->data[1],
+                                    in_channels / head[4],
+                                    tables->dims->data[0], head[3]) == 0,
+      "KERAS_GROUPNL_TAIL: bad channel plan");
+  return kTfLiteOk;
+}
+
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   TF_LITE_ENSURE_EQ(context, tflite::NumInputs(node), 4);
   TF_LITE_ENSURE_EQ(context, tflite::NumOutputs(node), 1);
@@ -37,30 +84,14 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   TF_LITE_ENSURE(context, x != nullptr && tables != nullptr &&
                               plan != nullptr && header != nullptr &&
                               out != nullptr);
-  TF_LITE_ENSURE_TYPES_EQ(context, x->type, kTfLiteInt8);
-  TF_LITE_ENSURE_TYPES_EQ(context, out->type, kTfLiteInt8);
-  TF_LITE_ENSURE_TYPES_EQ(context, plan->type, kTfLiteInt32);
-  const int dims = x->dims->size;
-  const int32_t* head = tflite::GetTensorData<int32_t>(header);
-  TF_LITE_ENSURE_EQ(context, header->dims->data[0], 6);
-  const int in_channels = x->dims->data[dims - 1];
-  TF_LITE_ENSURE(context, head[4] >= 1 && head[5] >= 1);
-  TF_LITE_ENSURE_EQ(context, in_channels % (head[4] * head[5]), 0);
-  const int seeds = in_channels / head[4];
-  TF_LITE_ENSURE_EQ(context, plan->dims->size, 2);
-  TF_LITE_ENSURE_EQ(context, plan->dims->data[0], KERAS_GROUPNL_PLAN_ROWS);
-  TF_LITE_ENSURE_EQ(context, out->dims->data[dims - 1], plan->dims->data[1]);
-  const int32_t num_tables = tables->dims->size ? tables->dims->data[0] : 0;
-  TF_LITE_ENSURE_EQ(
-      context,
-      keras_groupnl_tail_check_plan(
-          tflite::GetTensorData<int32_t>(plan), plan->dims->data[1], seeds,
-          num_tables, head[3]),
-      0);
-  auto* data = static_cast<OpData*>(node->user_data);
-  data->seeds = seeds;
-  TfLiteStatus status = context->RequestScratchBufferInArena(
-      context, 3 * seeds, &data->scratch);
+  TfLiteStatus status = CheckInputs(context, x, tables, plan, header, out);
+  if (status == kTfLiteOk) {
+    auto* data = static_cast<OpData*>(node->user_data);
+    const int32_t group_in = tflite::GetTensorData<int32_t>(header)[4];
+    data->seeds = x->dims->data[x->dims->size - 1] / group_in;
+    status = context->RequestScratchBufferInArena(context, 3 * data->seeds,
+                                                  &data->scratch);
+  }
   micro->DeallocateTempTfLiteTensor(x);
   micro->DeallocateTempTfLiteTensor(tables);
   micro->DeallocateTempTfLiteTensor(plan);
@@ -92,7 +123,11 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
       tflite::micro::GetTensorData<int32_t>(plan), plan->dims->data[1],
       tflite::micro::GetTensorData<int32_t>(header), diff, index,
       tflite::micro::GetTensorData<int8_t>(out));
-  return status == 0 ? kTfLiteOk : kTfLiteError;
+  if (status != 0) {
+    MicroPrintf("KERAS_GROUPNL_TAIL: the kernel refused its header");
+    return kTfLiteError;
+  }
+  return kTfLiteOk;
 }
 
 }  // namespace
