@@ -105,15 +105,6 @@ APPLICATIONS = {
 }
 
 
-# Building these on JAX's CPU compiles one random initializer per weight
-# shape, then the train step: about a minute of CPU each, too much for CI.
-# TensorFlow and PyTorch run all four; on JAX, VGG16 runs, and the small
-# Sequential and nested models below train and round-trip both GroupNL
-# layer types. to_groupnl itself reads configs and NumPy weights, the same
-# on every backend.
-SKIPPED_ON_JAX = ("EfficientNetB0", "MobileNetV2", "ResNet50")
-
-
 def _expected_replaced(model, stem):
     return {
         path
@@ -127,11 +118,6 @@ def _expected_replaced(model, stem):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(APPLICATIONS))
 def test_applications(name, tmp_path):
-    if keras.backend.backend() == "jax" and name in SKIPPED_ON_JAX:
-        pytest.skip(
-            f"{name} takes minutes to build and compile on JAX's CPU; "
-            "tested on TensorFlow and PyTorch, VGG16 here"
-        )
     stem, count = APPLICATIONS[name]
     kwargs = {"alpha": 0.35} if name == "MobileNetV2" else {}
     source = getattr(keras.applications, name)(
