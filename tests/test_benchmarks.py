@@ -117,3 +117,76 @@ def test_ghost_twin_replaces_exactly_the_groupnl_convs():
             assert isinstance(twin.get_layer(stem + "_relu"), ghost.Absorbed)
     x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
     assert twin.predict(x, verbose=0).shape == plain.predict(x, verbose=0).shape
+
+
+tf_only = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the phone converter runs in process on the TensorFlow backend",
+)
+
+
+@tf_only
+def test_phone_tail_candidates_compute_the_layer_and_the_floor_does_not():
+    import phone_tail_candidates as candidates
+
+    x = np.random.default_rng(0).normal(0, 1, (16, 8, 8, 16))
+    x = np.maximum(x, 0).astype("float32")
+    model = candidates.layer_model("groupnl", 8, 16, 2)
+    calls = candidates.candidate_calls()
+    _, shipped = candidates.convert(model, x)
+    reports = {
+        name: candidates.convert(model, x, calls[name])[1]
+        for name in ("int8_u", "poly5", "strips4", "seed_floor")
+    }
+
+    def error(report):
+        return report.verification["litert"].mean_abs_error
+
+    for name in ("int8_u", "poly5", "strips4"):
+        # Each exact candidate computes the layer within int8 rounding.
+        assert error(reports[name]) < 0.01, name
+    assert error(reports["seed_floor"]) > 0.05
+    # The polynomial has no SIN; int8_u keeps it, and its argument is an
+    # int8 op (one more DEQUANTIZE, before the SIN).
+    assert "SIN" not in reports["poly5"].op_histogram
+    assert reports["int8_u"].op_histogram["SIN"] == 1
+    dequantize = shipped.op_histogram["DEQUANTIZE"]
+    assert reports["int8_u"].op_histogram["DEQUANTIZE"] == dequantize + 1
+    assert reports["strips4"].op_histogram["SIN"] == 4
+
+
+@tf_only
+def test_tail_class_is_restored_after_a_failed_conversion():
+    import phone_tail_candidates as candidates
+
+    from keras_groupnl.converters import _phone
+
+    shipped = _phone.FloatTailGroupNL
+
+    def broken(self, x):
+        raise RuntimeError("candidate failed")
+
+    with pytest.raises(RuntimeError, match="candidate failed"):
+        with candidates.tail_class(broken):
+            assert _phone.FloatTailGroupNL is not shipped
+            _phone.FloatTailGroupNL.call(None, None)
+    assert _phone.FloatTailGroupNL is shipped
+
+
+def test_chebyshev_coefficients_fit_every_nlf():
+    import types
+
+    import phone_tail_candidates as candidates
+
+    form = types.SimpleNamespace(
+        period=np.array([1.0, 2.0, 1.5], np.float32),
+        shift=np.array([1.0, 5.0, 3.0], np.float32),
+    )
+    u = np.linspace(-1.0, 1.0, 101)
+    for degree, tolerance in ((3, 0.1), (5, 0.005)):
+        c = candidates.chebyshev_coefficients(form, degree)
+        assert c.shape == (degree + 1, 3)
+        for j in range(3):
+            fitted = np.polyval(c[:, j], u)
+            exact = np.sin(form.period[j] * (u - form.shift[j]))
+            assert np.max(np.abs(fitted - exact)) < tolerance

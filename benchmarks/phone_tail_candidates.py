@@ -1,0 +1,394 @@
+"""What each way of writing a GroupNL layer's tail costs on a phone runtime.
+
+On CPUs with fast int8 convolution (x86 with AVX-512 VNNI, phone cores with
+dot-product instructions) the seed conv of a GroupNL layer is cheap and its
+tail (normalisation, sinusoids, folded BatchNorm) is what keeps GroupNL
+ResNet-18 above 0.6x plain (issue 24). This script converts one layer with
+its BatchNorm and ReLU at the shapes of ResNet-18's stages at 64x64 through
+`converters.convert(..., "phone")` as:
+
+- `conv`: the plain conv it replaces (the baseline of every ratio);
+- `ghost`: a Ghost module of the same ratio (benchmarks/ghost.py);
+- `shipped`: GroupNL with the converter's own float tail;
+- `int8_u`: the same, but `u` and `sin(...)` are quantized as soon as they
+  are made, so the NLF argument and both folds are int8 depthwise convs
+  and only the norm and SIN stay float;
+- `poly3` / `poly5` (r = 2): the NLF as a degree-3 / degree-5
+  polynomial of `u` (a Chebyshev fit per channel over `u` in [-1, 1]),
+  evaluated by Horner's rule with int8 MUL and ADD, so nothing after the
+  norm is float;
+- `strips4`: the shipped tail run on four row strips one after the other,
+  so that its intermediates are a quarter of the size;
+- ablations that compute something else, for timing only: `no_sin` (the
+  argument is the output), `no_norm` (`u = 0.05 y`), at r = 2
+  `no_argument` (SIN of `u` itself), and `seed_floor`: the seed conv, its
+  maps concatenated with themselves and the fold, the least any tail
+  does.
+
+Each is timed interleaved with the others in LiteRT with XNNPACK (one
+thread, batch 1), and the table gives its latency, its ratio to `conv`, the
+ops of the converted layer, and its largest and mean absolute error against
+the Keras layer on 16 random inputs (the converter's own verification).
+
+    python benchmarks/phone_tail_candidates.py
+    python benchmarks/phone_tail_candidates.py --shapes 64 --ratios 2
+    python benchmarks/phone_tail_candidates.py --model
+
+`--model` converts whole models instead: plain ResNet-18 at 64x64, its
+Ghost twins and GroupNL (r = 2, 4) with the shipped tail and with
+`seed_floor` in every GroupNL layer, the latency no tail can go below.
+
+The candidates replace the converter's tail class while they convert (see
+`tail_class`); they are measurements, not options of the package.
+"""
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+import tables  # noqa: E402
+from backend_runs import write_json  # noqa: E402
+
+# ResNet-18's stages at 64x64 with the small-input stem: (size, channels).
+SHAPES = {64: (64, 64), 32: (32, 128), 16: (16, 256), 8: (8, 512)}
+EXACT = ("shipped", "int8_u", "poly3", "poly5", "strips4")
+ABLATIONS = ("no_sin", "no_argument", "no_norm", "seed_floor")
+
+
+def candidate_calls():
+    """Candidate name -> the `call(self, x)` of its deploy layer."""
+    import tensorflow as tf
+
+    from keras_groupnl.converters import _phone
+    from keras_groupnl.layers.deploy_form import NORM_EPSILON
+
+    scope = _phone.FLOAT_SCOPE
+
+    def norm(y, ablate=False):
+        with tf.name_scope(scope):
+            if ablate:
+                return y * 0.05
+            square_sum = tf.reduce_sum(y * y, axis=-1, keepdims=True)
+            return y * tf.math.rsqrt(tf.maximum(square_sum, NORM_EPSILON**2))
+
+    def folded(self, part, start, gain=1.0):
+        stop = start + part.shape[-1]
+        fold = self.fold
+        out = _phone._depthwise_affine(
+            part, fold.scale[start:stop] * gain, fold.shift[start:stop]
+        )
+        return _phone._activation(out, fold.activation)
+
+    def int8_u(self, x):
+        u = norm(self.seed_conv(x))
+        argument = self._argument(u)
+        with tf.name_scope(scope):
+            generated = tf.sin(argument)
+        return tf.concat(
+            [folded(self, u, 0), folded(self, generated, u.shape[-1])], -1
+        )
+
+    def polynomial(degree):
+        def call(self, x):
+            u = norm(self.seed_conv(x))
+            c = chebyshev_coefficients(self.form, degree)
+            t = _phone._depthwise_affine(u, c[0], c[1])
+            for k in range(2, degree + 1):
+                t = t * u + c[k]
+            return tf.concat(
+                [folded(self, u, 0), folded(self, t, u.shape[-1])], -1
+            )
+
+        return call
+
+    def strips(self, x):
+        y = self.seed_conv(x)
+        rows = []
+        for part in tf.split(y, 4, axis=1):
+            rows.append(tf.concat(self._fold_parts(self._parts(part)), -1))
+        return tf.concat(rows, axis=1)
+
+    def ablation(kind):
+        def call(self, x):
+            u = norm(self.seed_conv(x), ablate=kind == "no_norm")
+            with tf.name_scope(scope):
+                argument = u if kind == "no_argument" else self._argument(u)
+                generated = argument if kind == "no_sin" else tf.sin(argument)
+            return tf.concat(self._fold_parts([u, generated]), axis=-1)
+
+        return call
+
+    def seed_floor(self, x):
+        # The fold's scale divided by the seed maps' expected norm for
+        # unit inputs, so that the values stay in the range the model's
+        # BatchNorms were settled for (else the quantizer's scales push
+        # ops out of XNNPACK and the floor is not one).
+        y = self.seed_conv(x)
+        copies = -(-self.form.filters // y.shape[-1])
+        y = tf.concat([y] * copies, -1)[..., : self.form.filters]
+        gain = 1.0 / np.sqrt(np.sum(np.square(self.form.kernel)))
+        return folded(self, y, 0, gain)
+
+    calls = {
+        "int8_u": int8_u,
+        "seed_floor": seed_floor,
+        "poly3": polynomial(3),
+        "poly5": polynomial(5),
+        "strips4": strips,
+    }
+    calls.update({kind: ablation(kind) for kind in ABLATIONS[:3]})
+    return calls
+
+
+def chebyshev_coefficients(form, degree):
+    """`(degree + 1, generated)` float32 power coefficients, highest first,
+    of a Chebyshev fit of every generated channel's NLF over u in [-1, 1]
+    (r = 2: generated channel j comes from seed channel j)."""
+    grid = np.linspace(-1.0, 1.0, 401)
+    columns = []
+    for period, shift in zip(form.period, form.shift):
+        fit = np.polynomial.chebyshev.Chebyshev.fit(
+            grid, np.sin(float(period) * (grid - float(shift))), degree
+        )
+        columns.append(fit.convert(kind=np.polynomial.Polynomial).coef[::-1])
+    return np.asarray(columns, np.float32).T
+
+
+@contextlib.contextmanager
+def tail_class(call):
+    """The phone converter with its tail layer's `call` replaced.
+
+    `_phone.convert` builds its export copy from the module's
+    `FloatTailGroupNL`; a subclass put there for one conversion is how a
+    candidate tail goes through the converter's quantizer settings and
+    verification unchanged. Private by necessity: candidates are not
+    options of the package.
+    """
+    from keras_groupnl.converters import _phone
+
+    shipped = _phone.FloatTailGroupNL
+    if call is not None:
+        _phone.FloatTailGroupNL = type(
+            "CandidateTail", (shipped,), {"call": call}
+        )
+    try:
+        yield
+    finally:
+        _phone.FloatTailGroupNL = shipped
+
+
+def layer_model(kind, size, channels, ratio):
+    """One layer (conv, GroupNL or Ghost) + BatchNorm + ReLU."""
+    import keras
+    from ghost import ghost_twin
+
+    import keras_groupnl
+
+    inputs = keras.Input((size, size, channels))
+    if kind == "groupnl":
+        layer = keras_groupnl.layers.GroupNLConv2D(
+            channels, 3, padding="same", reduction_ratio=ratio, name="l_conv"
+        )
+    else:
+        layer = keras.layers.Conv2D(channels, 3, padding="same", name="l_conv")
+    x = keras.layers.BatchNormalization(name="l_bn")(layer(inputs))
+    model = keras.Model(inputs, keras.layers.ReLU(name="l_relu")(x))
+    if kind == "ghost":
+        model = ghost_twin(model, ["l_conv"], ratio)
+    rng = np.random.default_rng(0)
+    for bn in batch_norms(model):
+        width = bn.moving_mean.shape[0]
+        bn.moving_mean.assign(rng.normal(0.0, 0.1, width).astype("float32"))
+        variance = rng.uniform(0.5, 2.0, width).astype("float32")
+        bn.moving_variance.assign(variance)
+    return model
+
+
+def batch_norms(model):
+    """The model's BatchNormalization layers, the Ghost modules' too."""
+    import keras
+
+    found = []
+    for layer in model.layers:
+        found += [getattr(layer, n, None) for n in ("primary_bn", "cheap_bn")]
+        found.append(layer)
+    bn = keras.layers.BatchNormalization
+    return [layer for layer in found if isinstance(layer, bn)]
+
+
+def convert(model, x, call=None):
+    """`(model bytes, report)` of a phone conversion, with `call` as the
+    GroupNL tail when given."""
+    from keras_groupnl import converters
+
+    with tempfile.TemporaryDirectory() as out, tail_class(call):
+        result = converters.convert(
+            model,
+            "phone",
+            x,
+            out,
+            verification_data=x[:16],
+            calibration_samples=len(x),
+            verbose=0,
+        )
+        with open(result.tflite_path, "rb") as f:
+            return f.read(), result.report
+
+
+def measure_shape(size, channels, ratio, rounds):
+    """Rows of one (shape, ratio): every candidate converted and timed."""
+    from keras_groupnl.converters import _runtime
+
+    rng = np.random.default_rng(1)
+    x = np.maximum(rng.normal(0, 1, (64, size, size, channels)), 0)
+    x = x.astype("float32")
+    calls = candidate_calls()
+    names = ["shipped", "int8_u", "strips4", "no_sin", "no_norm", "seed_floor"]
+    if ratio == 2:
+        # Both need one generated map per seed map.
+        names += ["poly3", "poly5", "no_argument"]
+    models = {"conv": layer_model("conv", size, channels, ratio)}
+    models["ghost"] = layer_model("ghost", size, channels, ratio)
+    groupnl = layer_model("groupnl", size, channels, ratio)
+    converted = {k: convert(m, x) for k, m in models.items()}
+    for name in names:
+        tail = None if name == "shipped" else calls[name]
+        converted[name] = convert(groupnl, x, tail)
+    runners = {
+        k: _runtime.LiteRTRunner(data) for k, (data, _) in converted.items()
+    }
+    timed = _runtime.interleaved_latency(
+        {k: r.timed_call(x[0]) for k, r in runners.items()},
+        rounds=rounds,
+        calls_per_round=7,
+        max_seconds=30.0,
+    )
+    rows = []
+    for name, (_, report) in converted.items():
+        check = report.verification["litert"]
+        rows.append(
+            {
+                "shape": f"{size}x{size}x{channels}",
+                "r": ratio,
+                "candidate": name,
+                "exact": name in EXACT + ("conv", "ghost"),
+                "ms": timed[name]["median_ms"],
+                "ops": sum(report.op_histogram.values()),
+                "partitions": runners[name].delegation()["partitions"],
+                "max_abs_error": check.max_abs_error,
+                "mean_abs_error": check.mean_abs_error,
+            }
+        )
+    base = rows[0]
+    return tables.add_ratios(rows, ["ms"], lambda row: base)
+
+
+def measure_models(size, rounds):
+    """Rows of ResNet-18 at `size`: plain, Ghost and GroupNL (r = 2, 4)
+    with the shipped tail and with `seed_floor` in every layer."""
+    from deploy_benchmark import build
+    from deploy_benchmark import settle_batchnorm
+
+    from keras_groupnl.converters import _runtime
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0.0, 1.0, (32, size, size, 3)).astype("float32")
+    floor = candidate_calls()["seed_floor"]
+    converted = {}
+    for kind, ratio, tail in [
+        ("plain", 2, None),
+        ("ghost", 2, None),
+        ("ghost", 4, None),
+        ("dense", 2, None),
+        ("dense", 2, floor),
+        ("dense", 4, None),
+        ("dense", 4, floor),
+    ]:
+        model = build("GroupNLResNet18", size, kind, ratio)
+        settle_batchnorm(model, x)
+        name = kind if kind == "plain" else f"{kind} r{ratio}"
+        name += " seed_floor" if tail else ""
+        converted[name] = convert(model, x, tail)
+    runners = {k: _runtime.LiteRTRunner(d) for k, (d, _) in converted.items()}
+    timed = _runtime.interleaved_latency(
+        {k: r.timed_call(x[0]) for k, r in runners.items()},
+        rounds=rounds,
+        calls_per_round=3,
+        max_seconds=60.0,
+    )
+    rows = [
+        {
+            "shape": f"ResNet-18 {size}x{size}",
+            "r": "",
+            "candidate": name,
+            "exact": "seed_floor" not in name,
+            "ms": timed[name]["median_ms"],
+            "ops": sum(report.op_histogram.values()),
+            "partitions": runners[name].delegation()["partitions"],
+            "max_abs_error": report.verification["litert"].max_abs_error,
+            "mean_abs_error": report.verification["litert"].mean_abs_error,
+        }
+        for name, (_, report) in converted.items()
+    ]
+    return tables.add_ratios(rows, ["ms"], lambda row: rows[0])
+
+
+def print_table(rows, measured_on):
+    print(tables.machine_caption(measured_on))
+    headers = ["layer", "candidate", "ms", "vs conv", "ops", "partitions"]
+    headers += ["max err", "mean err"]
+    body = []
+    for row in rows:
+        name = row["candidate"] + ("" if row["exact"] else " (ablation)")
+        body.append(
+            [
+                f"{row['shape']} r{row['r']}".removesuffix(" r"),
+                name,
+                f"{row['ms']:.3f}",
+                tables.ratio(row["ms_ratio"]),
+                row["ops"],
+                row["partitions"],
+                f"{row['max_abs_error']:.3f}",
+                f"{row['mean_abs_error']:.4f}",
+            ]
+        )
+    print(tables.markdown(headers, body))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--shapes", nargs="+", type=int, default=list(SHAPES), choices=SHAPES
+    )
+    parser.add_argument("--ratios", nargs="+", type=int, default=[2, 4])
+    parser.add_argument("--rounds", type=int, default=31)
+    parser.add_argument(
+        "--model",
+        action="store_true",
+        help="whole ResNet-18 at 64x64 instead of single layers",
+    )
+    parser.add_argument("--json", help="also write the rows here")
+    args = parser.parse_args(argv)
+    if any(r not in (2, 4) for r in args.ratios):
+        parser.error(f"--ratios must be 2 or 4. Received: {args.ratios}")
+    measured_on = tables.machine()
+    rows = []
+    if args.model:
+        rows = measure_models(64, args.rounds)
+    for size in [] if args.model else args.shapes:
+        for ratio in args.ratios:
+            rows += measure_shape(*SHAPES[size], ratio, args.rounds)
+    print_table(rows, measured_on)
+    if args.json:
+        write_json(args.json, {"machine": measured_on.to_dict(), "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
