@@ -58,7 +58,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import tables  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from backend_runs import write_json  # noqa: E402
+
+from keras_groupnl.converters import _phone  # noqa: E402
+from keras_groupnl.layers.deploy_form import NORM_EPSILON  # noqa: E402
 
 # ResNet-18's stages at 64x64 with the small-input stem: (size, channels).
 SHAPES = {64: (64, 64), 32: (32, 128), 16: (16, 256), 8: (8, 512)}
@@ -75,82 +79,88 @@ def candidate_calls(floor_gains=None):
     the quantizer's scales can push an op out of XNNPACK, and the floor
     would not be one.
     """
-    import tensorflow as tf
-
-    from keras_groupnl.converters import _phone
-    from keras_groupnl.layers.deploy_form import NORM_EPSILON
-
-    scope = _phone.FLOAT_SCOPE
-
-    def norm(y, ablate=False):
-        with tf.name_scope(scope):
-            if ablate:
-                return y * 0.05
-            square_sum = tf.reduce_sum(y * y, axis=-1, keepdims=True)
-            return y * tf.math.rsqrt(tf.maximum(square_sum, NORM_EPSILON**2))
-
-    def folded(self, part, start, gain=1.0):
-        stop = start + part.shape[-1]
-        fold = self.fold
-        out = _phone._depthwise_affine(
-            part, fold.scale[start:stop] * gain, fold.shift[start:stop]
-        )
-        return _phone._activation(out, fold.activation)
-
-    def int8_u(self, x):
-        u = norm(self.seed_conv(x))
-        argument = self._argument(u)
-        with tf.name_scope(scope):
-            generated = tf.sin(argument)
-        return tf.concat(
-            [folded(self, u, 0), folded(self, generated, u.shape[-1])], -1
-        )
-
-    def polynomial(degree):
-        def call(self, x):
-            u = norm(self.seed_conv(x))
-            c = chebyshev_coefficients(self.form, degree)
-            t = _phone._depthwise_affine(u, c[0], c[1])
-            for k in range(2, degree + 1):
-                t = t * u + c[k]
-            return tf.concat(
-                [folded(self, u, 0), folded(self, t, u.shape[-1])], -1
-            )
-
-        return call
-
-    def strips(self, x):
-        y = self.seed_conv(x)
-        rows = []
-        for part in tf.split(y, 4, axis=1):
-            rows.append(tf.concat(self._fold_parts(self._parts(part)), -1))
-        return tf.concat(rows, axis=1)
-
-    def ablation(kind):
-        def call(self, x):
-            u = norm(self.seed_conv(x), ablate=kind == "no_norm")
-            with tf.name_scope(scope):
-                argument = u if kind == "no_argument" else self._argument(u)
-                generated = argument if kind == "no_sin" else tf.sin(argument)
-            return tf.concat(self._fold_parts([u, generated]), axis=-1)
-
-        return call
-
-    def seed_floor(self, x):
-        y = self.seed_conv(x)
-        copies = -(-self.form.filters // y.shape[-1])
-        y = tf.concat([y] * copies, -1)[..., : self.form.filters]
-        return folded(self, y, 0, (floor_gains or {}).get(self.name, 1.0))
-
     calls = {
         "int8_u": int8_u,
-        "seed_floor": seed_floor,
         "poly3": polynomial(3),
         "poly5": polynomial(5),
         "strips4": strips,
+        "seed_floor": seed_floor(floor_gains or {}),
     }
     calls.update({kind: ablation(kind) for kind in ABLATIONS[:3]})
     return calls
+
+
+def norm(y, ablate=False):
+    """`u`, in float (`ablate`: `0.05 y` instead)."""
+    with tf.name_scope(_phone.FLOAT_SCOPE):
+        if ablate:
+            return y * 0.05
+        square_sum = tf.reduce_sum(y * y, axis=-1, keepdims=True)
+        return y * tf.math.rsqrt(tf.maximum(square_sum, NORM_EPSILON**2))
+
+
+def folded(layer, part, start, gain=1.0):
+    """The fold of output channels `start ..` applied to `part`, outside
+    the float scope (int8 once quantized)."""
+    stop = start + part.shape[-1]
+    fold = layer.fold
+    out = _phone._depthwise_affine(
+        part, fold.scale[start:stop] * gain, fold.shift[start:stop]
+    )
+    return _phone._activation(out, fold.activation)
+
+
+def int8_u(layer, x):
+    u = norm(layer.seed_conv(x))
+    argument = layer._argument(u)
+    with tf.name_scope(_phone.FLOAT_SCOPE):
+        generated = tf.sin(argument)
+    return tf.concat(
+        [folded(layer, u, 0), folded(layer, generated, u.shape[-1])], -1
+    )
+
+
+def polynomial(degree):
+    def call(layer, x):
+        u = norm(layer.seed_conv(x))
+        c = chebyshev_coefficients(layer.form, degree)
+        t = _phone._depthwise_affine(u, c[0], c[1])
+        for k in range(2, degree + 1):
+            t = t * u + c[k]
+        return tf.concat(
+            [folded(layer, u, 0), folded(layer, t, u.shape[-1])], -1
+        )
+
+    return call
+
+
+def strips(layer, x):
+    y = layer.seed_conv(x)
+    rows = []
+    for part in tf.split(y, 4, axis=1):
+        rows.append(tf.concat(layer._fold_parts(layer._parts(part)), -1))
+    return tf.concat(rows, axis=1)
+
+
+def ablation(kind):
+    def call(layer, x):
+        u = norm(layer.seed_conv(x), ablate=kind == "no_norm")
+        with tf.name_scope(_phone.FLOAT_SCOPE):
+            argument = u if kind == "no_argument" else layer._argument(u)
+            generated = argument if kind == "no_sin" else tf.sin(argument)
+        return tf.concat(layer._fold_parts([u, generated]), axis=-1)
+
+    return call
+
+
+def seed_floor(gains):
+    def call(layer, x):
+        y = layer.seed_conv(x)
+        copies = -(-layer.form.filters // y.shape[-1])
+        y = tf.concat([y] * copies, -1)[..., : layer.form.filters]
+        return folded(layer, y, 0, gains.get(layer.name, 1.0))
+
+    return call
 
 
 def floor_gains(model, x):
@@ -193,8 +203,6 @@ def tail_class(call):
     verification unchanged. Private by necessity: candidates are not
     options of the package.
     """
-    from keras_groupnl.converters import _phone
-
     shipped = _phone.FloatTailGroupNL
     if call is not None:
         _phone.FloatTailGroupNL = type(
