@@ -1,4 +1,5 @@
-"""Smoke test of `benchmarks/layer_speed.py` on the current backend.
+"""Smoke tests of the benchmark scripts (`layer_speed.py`, the Ghost twins
+of `deploy_benchmark.py`, `phone_tail_candidates.py`) on the current backend.
 
 The benchmark's figures are not asserted (timings belong in the benchmark,
 not in tests); this checks that every timed model still builds, runs and
