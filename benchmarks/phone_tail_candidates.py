@@ -66,7 +66,6 @@ from keras_groupnl.layers.deploy_form import NORM_EPSILON  # noqa: E402
 
 # ResNet-18's stages at 64x64 with the small-input stem: (size, channels).
 SHAPES = {64: (64, 64), 32: (32, 128), 16: (16, 256), 8: (8, 512)}
-EXACT = ("shipped", "int8_u", "poly3", "poly5", "strips4")
 ABLATIONS = ("no_sin", "no_argument", "no_norm", "seed_floor")
 
 
@@ -274,8 +273,6 @@ def convert(model, x, call=None):
 
 def measure_shape(size, channels, ratio, rounds):
     """Rows of one (shape, ratio): every candidate converted and timed."""
-    from keras_groupnl.converters import _runtime
-
     rng = np.random.default_rng(1)
     x = np.maximum(rng.normal(0, 1, (64, size, size, channels)), 0)
     x = x.astype("float32")
@@ -291,33 +288,8 @@ def measure_shape(size, channels, ratio, rounds):
     for name in names:
         tail = None if name == "shipped" else calls[name]
         converted[name] = convert(groupnl, x, tail)
-    runners = {
-        k: _runtime.LiteRTRunner(data) for k, (data, _) in converted.items()
-    }
-    timed = _runtime.interleaved_latency(
-        {k: r.timed_call(x[0]) for k, r in runners.items()},
-        rounds=rounds,
-        calls_per_round=7,
-        max_seconds=30.0,
-    )
-    rows = []
-    for name, (_, report) in converted.items():
-        check = report.verification["litert"]
-        rows.append(
-            {
-                "shape": f"{size}x{size}x{channels}",
-                "r": ratio,
-                "candidate": name,
-                "exact": name in EXACT + ("conv", "ghost"),
-                "ms": timed[name]["median_ms"],
-                "ops": sum(report.op_histogram.values()),
-                "partitions": runners[name].delegation()["partitions"],
-                "max_abs_error": check.max_abs_error,
-                "mean_abs_error": check.mean_abs_error,
-            }
-        )
-    base = rows[0]
-    return tables.add_ratios(rows, ["ms"], lambda row: base)
+    label = f"{size}x{size}x{channels} r{ratio}"
+    return timed_rows(label, converted, x, (rounds, 7, 30.0))
 
 
 # `--model`: (title, application, input size, models), each model
@@ -339,8 +311,6 @@ def measure_models(case, rounds):
     from deploy_benchmark import build
     from deploy_benchmark import settle_batchnorm
 
-    from keras_groupnl.converters import _runtime
-
     title, function_name, size, models = case
     rng = np.random.default_rng(1)
     x = rng.uniform(0.0, 1.0, (32, size, size, 3)).astype("float32")
@@ -353,27 +323,38 @@ def measure_models(case, rounds):
         if kind in ("dense", "sparse"):
             floor = candidate_calls(floor_gains(model, x))["seed_floor"]
             converted[f"{name} seed_floor"] = convert(model, x, floor)
+    return timed_rows(f"{title} {size}x{size}", converted, x, (rounds, 3, 60.0))
+
+
+def timed_rows(label, converted, x, timing):
+    """One row per converted model (`{name: (bytes, report)}`), all timed
+    interleaved in LiteRT (`timing`: rounds, calls per round, seconds at
+    most); ratios against the first."""
+    from keras_groupnl.converters import _runtime
+
     runners = {k: _runtime.LiteRTRunner(d) for k, (d, _) in converted.items()}
+    rounds, calls_per_round, max_seconds = timing
     timed = _runtime.interleaved_latency(
         {k: r.timed_call(x[0]) for k, r in runners.items()},
         rounds=rounds,
-        calls_per_round=3,
-        max_seconds=60.0,
+        calls_per_round=calls_per_round,
+        max_seconds=max_seconds,
     )
-    rows = [
-        {
-            "shape": f"{title} {size}x{size}",
-            "r": "",
-            "candidate": name,
-            "exact": "seed_floor" not in name,
-            "ms": timed[name]["median_ms"],
-            "ops": sum(report.op_histogram.values()),
-            "partitions": runners[name].delegation()["partitions"],
-            "max_abs_error": report.verification["litert"].max_abs_error,
-            "mean_abs_error": report.verification["litert"].mean_abs_error,
-        }
-        for name, (_, report) in converted.items()
-    ]
+    rows = []
+    for name, (_, report) in converted.items():
+        check = report.verification["litert"]
+        rows.append(
+            {
+                "layer": label,
+                "candidate": name,
+                "exact": name.split()[-1] not in ABLATIONS,
+                "ms": timed[name]["median_ms"],
+                "ops": sum(report.op_histogram.values()),
+                "partitions": runners[name].delegation()["partitions"],
+                "max_abs_error": check.max_abs_error,
+                "mean_abs_error": check.mean_abs_error,
+            }
+        )
     return tables.add_ratios(rows, ["ms"], lambda row: rows[0])
 
 
@@ -386,7 +367,7 @@ def print_table(rows, measured_on):
         name = row["candidate"] + ("" if row["exact"] else " (ablation)")
         body.append(
             [
-                f"{row['shape']} r{row['r']}".removesuffix(" r"),
+                row["layer"],
                 name,
                 f"{row['ms']:.3f}",
                 tables.ratio(row["ms_ratio"]),
