@@ -1,4 +1,4 @@
-"""Accuracy study: GroupNL against plain ResNet-8 on Fashion-MNIST, converged.
+"""Accuracy study: GroupNL against plain ResNet on Fashion-MNIST, converged.
 
 Trains every variant with one recipe and the same seeds (so differences are
 paired), evaluates clean accuracy and accuracy on 9 corruptions x 5
@@ -9,6 +9,14 @@ can be stopped (Ctrl-C) and continued by running the same command again
 
     python benchmarks/accuracy_study.py                  # the full study
     python benchmarks/accuracy_study.py --report-only    # tables and plots
+    python benchmarks/accuracy_study.py --model resnet18 --variants plain \
+        dense_r2 --seeds 0 1 2                           # the wider model
+
+The model is ResNet-8 (the MLPerf Tiny model, 16-64 channels) unless
+`--model resnet18` asks for ResNet-18 with its small-input stem (64-512
+channels, about 49x the MACs at 28x28); each model's study keeps its own
+folders (`--out`, `--results`), since runs of different models are never
+pooled or paired.
 
 Recipe: SGD with Nesterov momentum 0.9, batch 128, learning rate 0.1 after
 one epoch of linear warm-up, cosine decay to 0, decoupled weight decay
@@ -33,7 +41,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import study_report  # noqa: E402
 from backend_runs import write_json  # noqa: E402
 
-# Variant name -> GroupNLResNet8 settings; "plain" is the baseline.
+# The models the study can train, by `--model` name.
+MODELS = {"resnet8": "GroupNLResNet8", "resnet18": "GroupNLResNet18"}
+# Variant name -> the model's GroupNL settings; "plain" is the baseline.
 VARIANTS = {
     "plain": {"conv_type": "plain"},
     "dense_r2": {"conv_type": "dense", "reduction_ratio": 2},
@@ -95,17 +105,16 @@ RECIPE = {
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="resnet8", choices=list(MODELS))
     parser.add_argument(
         "--out",
-        default="runs/accuracy_study",
-        help="checkpoints, finished runs and the corrupted "
-        "test set cache (default runs/accuracy_study)",
+        help="checkpoints, finished runs and the corrupted test set cache "
+        "(default runs/accuracy_study, with _resnet18 for that model)",
     )
     parser.add_argument(
         "--results",
-        default="docs/accuracy_study",
-        help="where the JSON, Markdown and plots go "
-        "(default docs/accuracy_study)",
+        help="where the JSON, Markdown and plots go (default "
+        "docs/accuracy_study, and its resnet18/ folder for that model)",
     )
     parser.add_argument(
         "--variants",
@@ -126,8 +135,20 @@ def parse_args(argv):
     for name in ("epochs", "train_size", "test_size"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
+    if args.epochs <= RECIPE["warmup_epochs"]:
+        parser.error(
+            f"--epochs must exceed the {RECIPE['warmup_epochs']} warm-up "
+            f"epoch(s), so the learning rate can decay; received {args.epochs}"
+        )
     if any(seed < 0 for seed in args.seeds):
         parser.error("--seeds must be non-negative")
+    wide = args.model != "resnet8"
+    if args.out is None:
+        args.out = "runs/accuracy_study" + (f"_{args.model}" if wide else "")
+    if args.results is None:
+        args.results = os.path.join(
+            "docs", "accuracy_study", *([args.model] if wide else [])
+        )
     return args
 
 
@@ -214,18 +235,18 @@ def corrupted_test_set(x_test, cache_path):
     return keys, images
 
 
-def build_model(variant, seed):
+def build_model(model, variant, seed):
     import keras
 
     from keras_groupnl import applications
 
     keras.utils.set_random_seed(seed)
-    return applications.GroupNLResNet8(
+    return getattr(applications, MODELS[model])(
         input_shape=(28, 28, 1),
         classes=10,
         classifier_activation=None,
         seed=seed,
-        name=f"resnet8_{variant}",
+        name=f"{model}_{variant}",
         **VARIANTS[variant],
     )
 
@@ -281,14 +302,20 @@ class Run:
             path = os.path.join(self.ckpt_dir, state["checkpoint"])
             if state["settings"] == self.settings() and os.path.exists(path):
                 return keras.saving.load_model(path), state["history"]
-        model = build_model(self.variant, self.seed)
+        model = build_model(self.args.model, self.variant, self.seed)
         compile_model(model, steps_per_epoch, self.args.epochs)
         return model, []
 
     def settings(self):
         import keras
 
+        # ResNet-8 runs predate `--model` and carry no model name: naming it
+        # only for the others keeps their recipe (and the pairing) intact.
+        model = (
+            {} if self.args.model == "resnet8" else {"model": self.args.model}
+        )
         return {
+            **model,
             "variant": VARIANTS[self.variant],
             "backend": keras.backend.backend(),
             "seed": self.seed,
@@ -446,7 +473,7 @@ def study_command(args):
         f"KERAS_BACKEND={keras.backend.backend()}",
         "python benchmarks/accuracy_study.py",
     ]
-    for name in ("epochs", "train_size", "test_size"):
+    for name in ("model", "epochs", "train_size", "test_size"):
         if getattr(args, name) != getattr(defaults, name):
             words.append(f"--{name.replace('_', '-')} {getattr(args, name)}")
     return " ".join(words)

@@ -163,3 +163,57 @@ def test_report_keeps_runs_in_full_and_refuses_mixed_recipes(tiny):
             {"plain": {0: odd}, "dense_r2": {0: kept["dense_r2"]["0"]}},
             ["plain", "dense_r2"],
         )
+
+
+def test_epochs_must_leave_room_for_the_decay(capsys):
+    with pytest.raises(SystemExit):
+        accuracy_study.parse_args(["--epochs", "1"])
+    assert "--epochs must exceed the 1 warm-up" in capsys.readouterr().err
+
+
+def test_wider_model_is_its_own_study(tiny):
+    args, out, results = tiny
+    wide = accuracy_study.parse_args(["--model", "resnet18"])
+    assert (wide.out, wide.results) == (
+        "runs/accuracy_study_resnet18",
+        os.path.join("docs", "accuracy_study", "resnet18"),
+    )
+    assert accuracy_study.study_command(wide).endswith(
+        "accuracy_study.py --model resnet18"
+    )
+    accuracy_study.main(args + ["--seeds", "0"])
+    wide_args = [
+        "--model",
+        "resnet18",
+        "--out",
+        str(out / "resnet18"),
+        "--results",
+        str(results / "resnet18"),
+    ]
+    accuracy_study.main(args + ["--seeds", "0"] + wide_args)
+
+    def runs(folder):
+        return json.loads((folder / "results.json").read_text())["runs"]
+
+    narrow, wide_runs = runs(results), runs(results / "resnet18")
+    for variant in ("plain", "dense_r2"):
+        run = wide_runs[variant]["0"]
+        assert run["settings"]["model"] == "resnet18"
+        # ResNet-18 (64-512 channels) against ResNet-8 (16-64).
+        assert run["macs"] > 40 * narrow[variant]["0"]["macs"]
+        assert "model" not in narrow[variant]["0"]["settings"]
+    assert (
+        "vs_plain"
+        in json.loads((results / "resnet18" / "results.json").read_text())[
+            "variants"
+        ]["dense_r2"]
+    )
+    # The two models' runs are never paired with each other.
+    with pytest.raises(ValueError, match="different recipes"):
+        study_report.aggregate(
+            {
+                "plain": {0: narrow["plain"]["0"]},
+                "dense_r2": {0: wide_runs["dense_r2"]["0"]},
+            },
+            ["plain", "dense_r2"],
+        )
