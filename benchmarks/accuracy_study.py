@@ -11,6 +11,8 @@ can be stopped (Ctrl-C) and continued by running the same command again
     python benchmarks/accuracy_study.py --report-only    # tables and plots
     python benchmarks/accuracy_study.py --model resnet18 --variants plain \
         dense_r2 --seeds 0 1 2                           # the wider model
+    python benchmarks/accuracy_study.py --model resnet18 --variants plain \
+        dense_r2 --seeds 0 1 2 --estimate                # ... its hours here
 
 The model is ResNet-8 (the MLPerf Tiny model, 16-64 channels) unless
 `--model resnet18` asks for ResNet-18 with its small-input stem (64-512
@@ -130,6 +132,13 @@ def parse_args(argv):
         "--report-only",
         action="store_true",
         help="only rebuild the tables and plots from the finished runs",
+    )
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="time a few training and evaluation batches of each variant "
+        "and print what the study would take on this machine; trains "
+        "and writes nothing",
     )
     args = parser.parse_args(argv)
     for name in ("epochs", "train_size", "test_size"):
@@ -445,9 +454,50 @@ def run_study(args):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.estimate:
+        return estimate(args)
     if not args.report_only:
         run_study(args)
     report(args)
+
+
+def estimate(args, steps=4):
+    """Prints each variant's measured seconds per training step and the
+    hours its runs would take: `epochs` of training, a clean test pass
+    after each epoch and the 45 corrupted copies of the test set."""
+    import keras
+
+    from keras_groupnl.analysis import describe_machine
+
+    batch = RECIPE["batch_size"]
+    steps_per_epoch = -(-args.train_size // batch)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch * steps, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, batch * steps).astype("int32")
+    total = 0.0
+    print(f"{args.model}, {args.epochs} epochs, {len(args.seeds)} seed(s):")
+    for variant in args.variants:
+        model = build_model(args.model, variant, 0)
+        compile_model(model, steps_per_epoch, args.epochs)
+        # Warm-up: the first calls trace and allocate.
+        model.fit(x[: 2 * batch], y[: 2 * batch], batch_size=batch, verbose=0)
+        model.predict(x[:batch], batch_size=500, verbose=0)
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=batch, shuffle=False, verbose=0)
+        step = (time.perf_counter() - start) / steps
+        start = time.perf_counter()
+        model.predict(x, batch_size=500, verbose=0)
+        per_image = (time.perf_counter() - start) / len(x)
+        images = (args.epochs + 45) * args.test_size
+        run = args.epochs * steps_per_epoch * step + images * per_image
+        total += run * len(args.seeds)
+        print(
+            f"  {variant}: {step:.3f} s per training step, "
+            f"{run / 3600:.2f} h per run"
+        )
+        keras.backend.clear_session()
+    print(f"  all runs: {total / 3600:.1f} h on {describe_machine().label()}")
+    return total
 
 
 def report(args):

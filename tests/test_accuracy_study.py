@@ -128,6 +128,31 @@ def test_paired_interval_uses_student_t():
     assert d["ci95"] == pytest.approx([0.02 - half, 0.02 + half], abs=1e-4)
 
 
+def test_speed_column_is_the_fastest_run_and_names_its_machine():
+    # A run paused or sharing the cores runs slower: the table shows each
+    # variant's fastest run, and where that run was measured.
+    def machine(cpu):
+        return {
+            "cpu": cpu,
+            "architecture": "x86_64",
+            "vector_isa": [],
+            "cores": 2,
+        }
+
+    slow = {"seconds_per_epoch": 250.0, "machine": machine("AMD EPYC")}
+    fast = {"seconds_per_epoch": 40.0, "machine": machine("Intel Xeon")}
+    entry = study_report._fastest({0: slow, 1: fast})
+    assert entry["fastest"] == 40.0
+    assert entry["machine"].startswith("Intel Xeon")
+    table = {
+        "plain": {"seconds_per_epoch": entry},
+        "dense_r2": {"seconds_per_epoch": study_report._fastest({0: slow})},
+    }
+    text = study_report.machines(table)
+    assert "(plain)" in text and "(dense_r2)" in text
+    assert text.index("Intel Xeon") < text.index("(plain)")
+
+
 def test_report_names_the_command_that_trains_the_study():
     # A report rebuilt by --report-only or a subset of variants still names
     # the command that trains the study, with the recipe options it used.
@@ -169,6 +194,20 @@ def test_epochs_must_leave_room_for_the_decay(capsys):
     with pytest.raises(SystemExit):
         accuracy_study.parse_args(["--epochs", "1"])
     assert "--epochs must exceed the 1 warm-up" in capsys.readouterr().err
+
+
+def test_estimate_times_the_study_without_running_it(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["--out", str(out), "--results", str(tmp_path / "results")]
+    args += ["--variants", "plain", "dense_r2", "--seeds", "0", "1"]
+    total = accuracy_study.main(args + ["--epochs", "2", "--estimate"])
+    printed = capsys.readouterr().out
+    assert "plain: " in printed and "dense_r2: " in printed
+    assert total > 0 and not os.path.exists(out)
+    assert not (tmp_path / "results").exists()
+    # Hours scale with the epochs asked for (the test passes take less).
+    longer = accuracy_study.main(args + ["--epochs", "20", "--estimate"])
+    assert longer > 2 * total
 
 
 def test_wider_model_is_its_own_study(tiny):
