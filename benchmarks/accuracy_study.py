@@ -260,6 +260,11 @@ def build_model(model, variant, seed):
     )
 
 
+def epoch_steps(train_size):
+    """Training batches per epoch (the last one may be short)."""
+    return -(-train_size // RECIPE["batch_size"])
+
+
 def compile_model(model, steps_per_epoch, epochs):
     import keras
 
@@ -336,8 +341,7 @@ class Run:
     def train(self, data, progbar):
         x_train, y_train, x_test, y_test = data
         batch = RECIPE["batch_size"]
-        steps = -(-len(x_train) // batch)
-        model, history = self.resume(steps)
+        model, history = self.resume(epoch_steps(len(x_train)))
         progbar.add(len(history))
         for epoch in range(len(history), self.args.epochs):
             rng = np.random.default_rng((self.seed, epoch))
@@ -464,13 +468,16 @@ def main(argv=None):
 def estimate(args, steps=4):
     """Prints each variant's measured seconds per training step and the
     hours its runs would take: `epochs` of training, a clean test pass
-    after each epoch and the 45 corrupted copies of the test set."""
+    after each epoch and the corrupted copies of the test set."""
     import keras
 
     from keras_groupnl.analysis import describe_machine
+    from keras_groupnl.robustness import CORRUPTIONS
+    from keras_groupnl.robustness import SEVERITIES
 
     batch = RECIPE["batch_size"]
-    steps_per_epoch = -(-args.train_size // batch)
+    steps_per_epoch = epoch_steps(args.train_size)
+    corrupted_copies = len(CORRUPTIONS) * len(SEVERITIES)
     rng = np.random.default_rng(0)
     x = rng.random((batch * steps, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, batch * steps).astype("int32")
@@ -488,7 +495,7 @@ def estimate(args, steps=4):
         start = time.perf_counter()
         model.predict(x, batch_size=500, verbose=0)
         per_image = (time.perf_counter() - start) / len(x)
-        images = (args.epochs + 45) * args.test_size
+        images = (args.epochs + corrupted_copies) * args.test_size
         run = args.epochs * steps_per_epoch * step + images * per_image
         total += run * len(args.seeds)
         print(

@@ -175,7 +175,11 @@ def _fastest(by_seed):
     from keras_groupnl.analysis import Machine
 
     run = min(by_seed.values(), key=lambda r: r["seconds_per_epoch"])
-    machine = Machine(**run["machine"]).label() if "machine" in run else None
+    machine = (
+        Machine(**run["machine"]).label()
+        if "machine" in run
+        else "not recorded"
+    )
     return {"fastest": run["seconds_per_epoch"], "machine": machine}
 
 
@@ -241,7 +245,7 @@ def machines(table):
     """Where each variant's fastest run was measured, as text."""
     by_machine = {}
     for variant, entry in table.items():
-        label = entry["seconds_per_epoch"]["machine"] or "not recorded"
+        label = entry["seconds_per_epoch"]["machine"]
         by_machine.setdefault(label, []).append(variant)
     if len(by_machine) == 1:
         return next(iter(by_machine))
